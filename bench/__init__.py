@@ -1,0 +1,1 @@
+"""`ra-bench`: measures the streaming engine against the physical limits of the machine."""

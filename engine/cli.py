@@ -1,0 +1,400 @@
+"""`ra-share`: the novice's command line.
+
+    ra-share invite [--password-file PATH | --password-prompt | --no-password] [--expires 1h]
+                    [--view-only] [--name NAME] [--out FILE.rainvite] [--port PORT]
+                    [--email ADDRESS ...] [--smtp HOST[:PORT]] [--starttls] [--smtp-user USER]
+                    [--smtp-password-file PATH] [--from ADDRESS] [--eml FILE]
+    ra-share status [--json]
+    ra-share expire --all | ra-share expire ID
+    ra-share identity
+    ra-share show FILE.rainvite
+
+Defaults can live in ``ra-share.ini`` in the config directory (``$XDG_CONFIG_HOME/remote-assist``
+on Linux); flags win over it::
+
+    [invite]
+    name = Alice
+    expires = 2h
+    port = 5950
+
+    [smtp]
+    host = smtp.example.org
+    port = 587
+    starttls = yes
+    user = alice@example.org
+    password_file = ~/.config/remote-assist/smtp-password
+    from = Alice <alice@example.org>
+    cafile = /path/to/ca.pem          (optional: a CA other than the system's)
+
+A mistake the user can make ends with one sentence on stderr and a non-zero exit status:
+1 when the command failed, 2 when it was called wrongly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import getpass
+import json
+import re
+import socket
+import sys
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import NoReturn
+
+from engine.dirs import config_dir
+from engine.identity import Identity, IdentityError, format_fingerprint
+from engine.invitations import MAX_FAILED_ATTEMPTS, Invitation, InvitationStore, StoreError
+from engine.mail import MailError, SmtpSettings, invitation_message, send_message, write_eml
+from engine.netaddr import candidate_addresses
+from engine.protocol import Permission
+from engine.sharer import DEFAULT_PORT
+from engine.tickets import (
+    EXTENSION,
+    Ticket,
+    TicketError,
+    describe_time,
+    name_problem,
+    permission_names,
+)
+
+__all__ = ["main"]
+
+CONFIG_FILE = "ra-share.ini"
+DEFAULT_EXPIRES = "1h"
+MAX_LIFETIME = timedelta(days=30)
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+
+
+class CliError(Exception):
+    """A mistake the user can fix; the text is one sentence."""
+
+
+USER_ERRORS = (CliError, TicketError, StoreError, IdentityError, MailError)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, as every other error here; the usage is one --help away.
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30m', '2h', '1d' as a timedelta between one minute and thirty days."""
+    match = re.fullmatch(r"\s*(\d{1,6})\s*([mhd])\s*", text)
+    if not match:
+        raise CliError(f"cannot read the duration {text!r}; write it like 30m, 2h or 1d")
+    lifetime = int(match[1]) * _UNITS[match[2]]
+    if not timedelta(minutes=1) <= lifetime <= MAX_LIFETIME:
+        raise CliError(f"an invitation lasts from one minute to 30 days, not {text.strip()}")
+    return lifetime
+
+
+def describe_duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds <= 0:
+        return "-"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def parse_port(text: str, what: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise CliError(f"{what} must be a port number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def _port_argument(text: str) -> int:
+    try:
+        return parse_port(text, "the port")
+    except CliError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """HOST, HOST:PORT or [IPv6]:PORT."""
+    match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", text.strip())
+    if not match:
+        raise CliError(f"cannot read the server {text!r}; write it as HOST:PORT")
+    host = match[1] or match[3]
+    port = match[2] or match[4]
+    return host, parse_port(port, "the SMTP port") if port else default_port
+
+
+def config_path() -> Path:
+    return config_dir() / CONFIG_FILE
+
+
+def load_config() -> configparser.ConfigParser:
+    config = configparser.ConfigParser(interpolation=None)
+    path = config_path()
+    try:
+        config.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        message = str(exc).replace("\n", " ")
+        raise CliError(f"cannot read the settings in {path} ({message}); fix or remove "
+                       "the file") from None
+    return config
+
+
+def _section(config: configparser.ConfigParser, name: str) -> Mapping[str, str]:
+    return config[name] if config.has_section(name) else {}
+
+
+def read_secret_file(path: str, what: str) -> str:
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read the {what} file {path}: "
+                       f"{getattr(exc, 'strerror', None) or exc}") from None
+    secret = text.splitlines()[0] if text else ""
+    if not secret:
+        raise CliError(f"the {what} file {path} is empty; put the {what} on its first line")
+    return secret
+
+
+def choose_password(args: argparse.Namespace) -> str | None:
+    if args.no_password:
+        return None
+    if args.password_file:
+        return read_secret_file(args.password_file, "password")
+    if not args.password_prompt and not sys.stdin.isatty():
+        raise CliError("say how to protect the invitation: --password-prompt, "
+                       "--password-file PATH or --no-password")
+    password = getpass.getpass("Password for the invitation: ")
+    if not password:
+        raise CliError("the password is empty; type one, or use --no-password")
+    if getpass.getpass("The same password again: ") != password:
+        raise CliError("the two passwords differ; run the command again")
+    return password
+
+
+def default_name() -> str:
+    user = getpass.getuser()
+    try:
+        import pwd
+
+        full = pwd.getpwnam(user).pw_gecos.split(",")[0].strip()
+    except (ImportError, KeyError):
+        full = ""
+    return full or user
+
+
+def smtp_settings(args: argparse.Namespace, config: configparser.ConfigParser) -> SmtpSettings:
+    section = _section(config, "smtp")
+    where = args.smtp or section.get("host", "")
+    if not where:
+        raise CliError(f"say which mail server sends the invitation: --smtp HOST:PORT, or host "
+                       f"in the [smtp] section of {config_path()}; or write the message with "
+                       "--eml FILE for your mail client")
+    host, port = parse_host_port(where, 25)
+    if not args.smtp and "port" in section:
+        port = parse_port(section["port"], "the SMTP port")
+    try:
+        starttls = args.starttls or config.getboolean("smtp", "starttls", fallback=False)
+    except ValueError:
+        raise CliError(f"starttls in {config_path()} must be yes or no") from None
+    username = args.smtp_user or section.get("user")
+    password_file = args.smtp_password_file or section.get("password_file")
+    password = None
+    if username:
+        if password_file:
+            password = read_secret_file(password_file, "SMTP password")
+        elif sys.stdin.isatty():
+            password = getpass.getpass(f"SMTP password for {username}: ")
+        else:
+            raise CliError("the SMTP login needs a password: --smtp-password-file PATH, or "
+                           f"password_file in the [smtp] section of {config_path()}")
+    return SmtpSettings(host=host, port=port, starttls=starttls, username=username,
+                        password=password, cafile=section.get("cafile"))
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    config = load_config()
+    defaults = _section(config, "invite")
+    name = args.name or defaults.get("name") or default_name()
+    problem = name_problem(name)
+    if problem:
+        raise CliError(f"{problem}; {name!r} will not do")
+    lifetime = parse_duration(args.expires or defaults.get("expires", DEFAULT_EXPIRES))
+    port = args.port or parse_port(defaults.get("port", str(DEFAULT_PORT)), "the port")
+    # Everything that can go wrong is checked before the invitation exists.
+    password = choose_password(args)
+    smtp = smtp_settings(args, config) if args.email else None
+    sender = args.sender or _section(config, "smtp").get("from") or (
+        f"{getpass.getuser()}@{socket.getfqdn()}")
+    identity = Identity.load_or_create()
+    permissions = Permission.VIEW if args.view_only else Permission.VIEW | Permission.CONTROL
+
+    with InvitationStore() as store:
+        ticket = store.create(name=name, addresses=candidate_addresses(port),
+                              fingerprint=identity.fingerprint, lifetime=lifetime,
+                              password=password, permissions=permissions)
+    out = Path(args.out or f"invitation-{ticket.id_hex[:8]}{EXTENSION}")
+    try:
+        ticket.save(out)
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"Invitation {ticket.id_hex} from {name} saved to {out}; it expires at "
+          f"{describe_time(ticket.expires)} and allows "
+          f"{' and '.join(permission_names(permissions))}.")
+    if password is None:
+        print("ra-share: warning: this invitation has no password, so anyone who gets the file "
+              "can ask to connect (you are still asked to accept)", file=sys.stderr)
+    if args.email or args.eml:
+        message = invitation_message(ticket, sender=sender, recipients=args.email or [],
+                                     filename=out.name)
+        if args.eml:
+            write_eml(message, args.eml)
+            print(f"E-mail message written to {args.eml}.")
+        if smtp is not None:
+            send_message(message, smtp)
+            print(f"Sent to {', '.join(args.email)} through {smtp}.")
+    return 0
+
+
+def _status_record(invitation: Invitation, now: datetime) -> dict[str, object]:
+    return {
+        "id": invitation.id_hex,
+        "name": invitation.name,
+        "state": invitation.state.value,
+        "created": _iso(invitation.created),
+        "expires": _iso(invitation.expires),
+        "seconds_left": int(invitation.time_left(now).total_seconds()),
+        "failed_attempts": invitation.failed_attempts,
+        "password": invitation.password,
+        "permissions": permission_names(invitation.permissions),
+    }
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with InvitationStore() as store:
+        invitations = store.invitations()
+        now = store.clock()
+    if args.json:
+        print(json.dumps([_status_record(i, now) for i in invitations], indent=2))
+        return 0
+    if not invitations:
+        print("No invitations yet; `ra-share invite` makes one.")
+        return 0
+    print(f"{'ID':32}  {'STATE':8}  {'EXPIRES (UTC)':16}  {'LEFT':7}  TRIES  ALLOWS")
+    for i in invitations:
+        print(f"{i.id_hex:32}  {i.state.value:8}  {i.expires:%Y-%m-%d %H:%M}  "
+              f"{describe_duration(i.time_left(now)):7}  "
+              f"{i.failed_attempts}/{MAX_FAILED_ATTEMPTS}    "
+              f"{', '.join(permission_names(i.permissions))}")
+    return 0
+
+
+def cmd_expire(args: argparse.Namespace) -> int:
+    with InvitationStore() as store:
+        if args.all:
+            count = store.expire_all()
+            print(f"Ended {count} open invitation{'s' if count != 1 else ''}.")
+            return 0
+        ticket_id = store.resolve(args.id)
+        if store.expire(ticket_id):
+            print(f"Ended invitation {ticket_id.hex()}.")
+        else:
+            state = store.get(ticket_id).state.value
+            print(f"Invitation {ticket_id.hex()} was already {state}.")
+    return 0
+
+
+def cmd_identity(args: argparse.Namespace) -> int:
+    identity = Identity.load_or_create()
+    print(f"Certificate fingerprint (SHA-256): {format_fingerprint(identity.fingerprint)}")
+    print(f"Identity file: {identity.path}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    ticket = Ticket.load(args.file)
+    now = datetime.now(timezone.utc)
+    expired = " (expired)" if ticket.expires <= now else ""
+    print(f"Invitation {ticket.id_hex} from {ticket.name}")
+    print(f"  expires:     {describe_time(ticket.expires, now)}{expired}")
+    print(f"  password:    {'yes' if ticket.password else 'none'}")
+    print(f"  allows:      {', '.join(permission_names(ticket.permissions))}")
+    print(f"  addresses:   {', '.join(map(str, ticket.addresses))}")
+    print(f"  fingerprint: {format_fingerprint(ticket.fingerprint)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="ra-share", description="Ask for remote assistance: make and "
+                             "manage invitations for an expert.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    invite = commands.add_parser("invite", help="make an invitation file (and e-mail it)")
+    secret = invite.add_mutually_exclusive_group()
+    secret.add_argument("--password-file", metavar="PATH",
+                        help="read the password from the first line of PATH")
+    secret.add_argument("--password-prompt", action="store_true",
+                        help="type the password (the default on a terminal)")
+    secret.add_argument("--no-password", action="store_true",
+                        help="no password: anyone with the file may ask to connect")
+    invite.add_argument("--expires", metavar="DURATION",
+                        help=f"how long it stays open: 30m, 2h, 1d (default {DEFAULT_EXPIRES})")
+    invite.add_argument("--view-only", action="store_true",
+                        help="the expert may watch but never ask for control")
+    invite.add_argument("--name", help="your name as the expert will see it")
+    invite.add_argument("--out", metavar="FILE", help=f"where to write the {EXTENSION} file "
+                        f"(default: invitation-ID{EXTENSION} in this directory)")
+    invite.add_argument("--port", type=_port_argument, metavar="PORT",
+                        help=f"the port ra-share listens on (default {DEFAULT_PORT})")
+    invite.add_argument("--email", nargs="+", metavar="ADDRESS", help="send it by e-mail")
+    invite.add_argument("--smtp", metavar="HOST:PORT", help="the mail server to send through")
+    invite.add_argument("--starttls", action="store_true", help="encrypt with STARTTLS")
+    invite.add_argument("--smtp-user", metavar="USER", help="log in to the mail server")
+    invite.add_argument("--smtp-password-file", metavar="PATH",
+                        help="the mail server password, first line of PATH")
+    invite.add_argument("--from", dest="sender", metavar="ADDRESS", help="the sender address")
+    invite.add_argument("--eml", metavar="FILE", help="write the e-mail to FILE (.eml)")
+    invite.set_defaults(run=cmd_invite)
+
+    status = commands.add_parser("status", help="list invitations and their state")
+    status.add_argument("--json", action="store_true", help="as JSON")
+    status.set_defaults(run=cmd_status)
+
+    expire = commands.add_parser("expire", help="end invitations now")
+    which = expire.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every open invitation")
+    which.add_argument("id", nargs="?", metavar="ID", help="one invitation (or its first digits)")
+    expire.set_defaults(run=cmd_expire)
+
+    identity = commands.add_parser("identity", help="show this computer's certificate fingerprint")
+    identity.set_defaults(run=cmd_identity)
+
+    show = commands.add_parser("show", help="check an invitation file and show what it offers")
+    show.add_argument("file", metavar=f"FILE{EXTENSION}")
+    show.set_defaults(run=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except USER_ERRORS as exc:
+        print(f"ra-share: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ra-share: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The codec as the rest of the program uses it: `Encoder`, `Decoder`, `CodecError`.
+
+The tile work runs in the native modules built from `ext/`. Set ``RA_CODEC=numpy`` to run
+the numpy twin instead (same API, same bytes, much slower), for example to rule the native
+code out while chasing a bug.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import numpy.typing as npt
+
+from engine import codec_py, frame_format
+from engine.frame_format import CodecError, Frame, Mode, Rect, tile_grid
+
+__all__ = [
+    "IMPLEMENTATIONS",
+    "CodecError",
+    "Decoder",
+    "Encoder",
+    "Mode",
+    "NativeDecoder",
+    "NativeEncoder",
+    "Rect",
+]
+
+try:
+    if sys.byteorder != "little":
+        raise ImportError("the native codec handles pixels as little-endian words")
+    from engine._native import delta, tiles
+except ImportError as exc:  # pragma: no cover - a broken install, reported on first use
+    _native_missing: ImportError | None = exc
+else:
+    _native_missing = None
+
+
+class NativeKernel:
+    name = "native"
+
+    def __init__(self) -> None:
+        if _native_missing is not None:
+            raise ImportError(
+                f"the native codec is not built ({_native_missing}); run `pip install -e .` "
+                "or set RA_CODEC=numpy"
+            )
+        self._layout: tuple[int, int, int] | None = None
+        self._indices = np.empty(0, np.uint32)
+        self._modes = np.empty(0, np.uint8)
+        self._data = np.empty(0, np.uint8)
+
+    def dirty_tiles(self, cur: Frame, ref: Frame, tile: int) -> npt.NDArray[np.bool_]:
+        return tiles.dirty_tiles(cur, ref, tile)
+
+    def encode_tiles(
+        self, cur: Frame, ref: Frame, tile: int, keyframe: bool
+    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8], memoryview]:
+        height, width = cur.shape[:2]
+        if self._layout != (height, width, tile):
+            columns, rows = tile_grid(width, height, tile)
+            self._indices = np.empty(columns * rows, np.uint32)
+            self._modes = np.empty(columns * rows, np.uint8)
+            self._data = np.empty(3 * height * width + delta.DATA_SLACK, np.uint8)
+            self._layout = (height, width, tile)
+        count, used = delta.encode_tiles(
+            cur, ref, tile, keyframe, self._indices, self._modes, self._data
+        )
+        return self._indices[:count], self._modes[:count], memoryview(self._data)[:used]  # type: ignore[arg-type]
+
+    def apply_tiles(
+        self,
+        fb: Frame,
+        tile: int,
+        indices: npt.NDArray[np.uint32],
+        modes: npt.NDArray[np.uint8],
+        data: memoryview,
+    ) -> None:
+        try:
+            delta.apply_tiles(fb, tile, indices, modes, data)
+        except ValueError as exc:
+            raise CodecError(str(exc)) from None
+
+
+class NativeEncoder(frame_format.Encoder):
+    kernel_class = NativeKernel
+
+
+class NativeDecoder(frame_format.Decoder):
+    kernel_class = NativeKernel
+
+
+IMPLEMENTATIONS: dict[str, tuple[type[frame_format.Encoder], type[frame_format.Decoder]]] = {
+    "native": (NativeEncoder, NativeDecoder),
+    "numpy": (codec_py.Encoder, codec_py.Decoder),
+}
+
+_chosen = os.environ.get("RA_CODEC", "native")
+if _chosen not in IMPLEMENTATIONS:
+    raise ImportError(f"RA_CODEC={_chosen!r}: choose one of {', '.join(IMPLEMENTATIONS)}")
+Encoder, Decoder = IMPLEMENTATIONS[_chosen]

@@ -1,0 +1,179 @@
+"""Messages as bytes.
+
+Every message travels as one frame (integers little-endian)::
+
+    u32   length    bytes that follow: the type byte and the body, 1 .. the size cap
+    u8    type      MessageType
+    body            the message's fields, in the order the dataclass declares them:
+                    first its fixed-size fields (ints, bools, floats, enums) packed with the
+                    struct format given in LAYOUTS, then each str / bytes field as
+                    u32 length + bytes (str as UTF-8)
+
+Nothing else: no padding, no trailing bytes, bools are 0 or 1, enums one of their values,
+floats finite. A Frame is therefore 4 + 1 + 4 + 4 = 13 bytes of overhead around the codec's
+message, a FrameAck 9 bytes and a Pointer 14: the hot messages cost one `struct` call each.
+
+Decoding trusts nothing: a short body, a length past the end, bad UTF-8, an unknown type or
+enum value raise RemoteProtocolError; encoding a value that does not fit raises
+LocalProtocolError.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import typing
+from dataclasses import dataclass, fields
+from enum import IntEnum, IntFlag
+from typing import Any
+
+from engine.protocol import messages as m
+from engine.protocol.errors import LocalProtocolError, RemoteProtocolError
+from engine.protocol.messages import Message, MessageType
+
+__all__ = [
+    "HEADER",
+    "LAYOUTS",
+    "MAX_HANDSHAKE_MESSAGE_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "decode_body",
+    "encode",
+]
+
+HEADER = struct.Struct("<IB")
+LENGTH = struct.Struct("<I")
+
+# A 4K keyframe of incompressible pixels is 3840 × 2160 × 3 ≈ 25 MB (engine.frame_format drops
+# the padding byte); the cap leaves room for that and no more, so a hostile length cannot make
+# us buffer much beyond one legitimate frame.
+MAX_MESSAGE_SIZE = 32 * 1024 * 1024
+# Before the session starts the peer is not authenticated yet: nothing it may send then
+# (hello, proof) comes near this, and it bounds what a stranger can make us buffer.
+MAX_HANDSHAKE_MESSAGE_SIZE = 64 * 1024
+
+# Message class -> (wire type, struct format of its fixed-size fields in declaration order).
+_FORMATS: dict[type[Any], tuple[MessageType, str]] = {
+    m.Hello: (MessageType.HELLO, "HB"),  # version, role
+    m.AuthChallenge: (MessageType.AUTH_CHALLENGE, ""),
+    m.AuthProof: (MessageType.AUTH_PROOF, ""),
+    m.AuthResult: (MessageType.AUTH_RESULT, "B"),  # code
+    m.ConsentPending: (MessageType.CONSENT_PENDING, ""),
+    m.SessionStart: (MessageType.SESSION_START, "B"),  # permissions
+    m.Frame: (MessageType.FRAME, "I"),  # seq
+    m.FrameAck: (MessageType.FRAME_ACK, "I"),  # seq
+    m.Cursor: (MessageType.CURSOR, "iiBHHHH"),  # x, y, visible, hot_x, hot_y, width, height
+    m.Chat: (MessageType.CHAT, "d"),  # time
+    m.ControlRequest: (MessageType.CONTROL_REQUEST, ""),
+    m.ControlGrant: (MessageType.CONTROL_GRANT, ""),
+    m.ControlDeny: (MessageType.CONTROL_DENY, ""),
+    m.ControlRevoke: (MessageType.CONTROL_REVOKE, ""),
+    m.Pointer: (MessageType.POINTER, "iiB"),  # x, y, buttons
+    m.Key: (MessageType.KEY, "IB"),  # keysym, down
+    m.Scroll: (MessageType.SCROLL, "hh"),  # dx, dy
+    m.RefreshRequest: (MessageType.REFRESH_REQUEST, ""),
+    m.Error: (MessageType.ERROR, "B"),  # code
+    m.Bye: (MessageType.BYE, "B"),  # code
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    wire_type: MessageType
+    cls: type[Any]
+    fixed: struct.Struct
+    fixed_fields: tuple[tuple[str, type], ...]
+    # (name, is_text) of the str / bytes fields, after the fixed part
+    variable_fields: tuple[tuple[str, bool], ...]
+
+
+def _layout(cls: type[Any], wire_type: MessageType, fmt: str) -> Layout:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    fixed = tuple((n, hints[n]) for n in names if hints[n] not in (str, bytes))
+    variable = tuple((n, hints[n] is str) for n in names if hints[n] in (str, bytes))
+    packer = struct.Struct("<" + fmt)
+    if len(fmt) != len(fixed):
+        raise TypeError(f"{cls.__name__}: format {fmt!r} does not match fields {fixed}")
+    return Layout(wire_type, cls, packer, fixed, variable)
+
+
+LAYOUTS: dict[type[Any], Layout] = {cls: _layout(cls, *spec) for cls, spec in _FORMATS.items()}
+_BY_TYPE: dict[int, Layout] = {layout.wire_type: layout for layout in LAYOUTS.values()}
+
+
+def _check(kind: type, value: Any) -> Any:
+    """`value` as a field of type `kind`, or ValueError."""
+    if kind is bool:
+        if value not in (0, 1) or isinstance(value, float):
+            raise ValueError(f"{value!r} is not a boolean")
+        return bool(value)
+    if kind is float:
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        return float(value)
+    if isinstance(kind, type) and issubclass(kind, IntFlag):
+        every = sum(member.value for member in kind)
+        if not isinstance(value, int) or value & ~every:
+            raise ValueError(f"{value!r} has bits outside {kind.__name__}")
+        return kind(value)
+    if isinstance(kind, type) and issubclass(kind, IntEnum):
+        return kind(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+def encode(message: Message) -> bytes:
+    """The whole frame for `message`: header, fixed fields, variable fields."""
+    layout = LAYOUTS.get(type(message))
+    if layout is None:
+        raise LocalProtocolError(f"{message!r} is not a protocol message")
+    name = type(message).__name__
+    try:
+        values = [_check(kind, getattr(message, field)) for field, kind in layout.fixed_fields]
+        parts = [b"", layout.fixed.pack(*values)]
+        for field, is_text in layout.variable_fields:
+            value = getattr(message, field)
+            if isinstance(value, str) and is_text:
+                value = value.encode()
+            elif not isinstance(value, bytes) or is_text:
+                raise ValueError(f"{field} must be {'str' if is_text else 'bytes'}")
+            parts += (LENGTH.pack(len(value)), value)
+    except (ValueError, struct.error, OverflowError) as exc:
+        raise LocalProtocolError(f"cannot encode {name}: {exc}") from None
+    size = 1 + sum(map(len, parts))
+    if size > MAX_MESSAGE_SIZE:
+        raise LocalProtocolError(f"{name} is {size} bytes, over the cap of {MAX_MESSAGE_SIZE}")
+    parts[0] = HEADER.pack(size, layout.wire_type)
+    return b"".join(parts)
+
+
+def decode_body(wire_type: int, body: memoryview) -> Message:
+    """The message of type `wire_type` whose body is exactly `body`."""
+    layout = _BY_TYPE.get(wire_type)
+    if layout is None:
+        raise RemoteProtocolError(f"unknown message type 0x{wire_type:02x}")
+    name = layout.cls.__name__
+    if len(body) < layout.fixed.size:
+        raise RemoteProtocolError(f"{name} body is {len(body)} bytes, too short")
+    try:
+        raw = layout.fixed.unpack_from(body)
+        kwargs = {field: _check(kind, value)
+                  for (field, kind), value in zip(layout.fixed_fields, raw, strict=True)}
+        offset = layout.fixed.size
+        for field, is_text in layout.variable_fields:
+            if offset + LENGTH.size > len(body):
+                raise ValueError(f"{field} is cut off")
+            (length,) = LENGTH.unpack_from(body, offset)
+            offset += LENGTH.size
+            if offset + length > len(body):
+                raise ValueError(f"{field} claims {length} bytes past the end")
+            chunk = bytes(body[offset:offset + length])
+            offset += length
+            kwargs[field] = chunk.decode() if is_text else chunk
+        if offset != len(body):
+            raise ValueError(f"{len(body) - offset} bytes after the last field")
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
+        raise RemoteProtocolError(f"malformed {name}: {exc}") from None
+    message: Message = layout.cls(**kwargs)
+    return message

@@ -1,0 +1,211 @@
+"""The novice's side of the network: a TLS server that lets one expert in at a time.
+
+Per connection, in this order, and nothing of the session before the end of it:
+
+1. TLS 1.3 with this user's identity (a client that does not speak it never reaches step 2);
+2. the viewer's Hello names an invitation; the sharer answers Hello and a fresh nonce;
+3. the viewer's proof is checked against the store (`InvitationStore.verify`), which counts a
+   wrong password, locks on the fifth, and refuses expired, revoked, locked or unknown
+   invitations: the reason goes back in AuthResult and the connection ends;
+4. one expert at a time: a second one who authenticates meanwhile is told so and let go;
+5. ConsentPending, then the novice is asked (the `consent` callback); a no, no answer in
+   time, or the expert hanging up ends it;
+6. SessionStart, then `run_session` carries the session until either side ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from engine.channel import Channel, Session, SessionError
+from engine.identity import Identity
+from engine.invitations import InvitationRefused, InvitationStore
+from engine.protocol import (
+    NONCE_SIZE,
+    AuthChallenge,
+    AuthProof,
+    AuthResult,
+    ConsentPending,
+    Hello,
+    Permission,
+    Reason,
+    Role,
+    SessionStart,
+)
+
+__all__ = ["DEFAULT_PORT", "ConsentCallback", "ConsentRequest", "Sharer"]
+
+log = logging.getLogger(__name__)
+
+# Beside VNC's 5900 range, which a machine offering remote help may well use already.
+DEFAULT_PORT = 5950
+MAX_VIEWER_NAME = 64
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConsentRequest:
+    """What the novice sees when asked to let an expert in."""
+
+    viewer_name: str
+    session_code: str
+    ticket_id: bytes
+    permissions: Permission
+    peer: str
+
+
+ConsentCallback = Callable[[ConsentRequest], Awaitable[bool]]
+
+
+def new_session_code() -> str:
+    """Six digits both screens show, so the novice can tell the right expert is on the line."""
+    digits = f"{secrets.randbelow(10**6):06d}"
+    return f"{digits[:3]} {digits[3:]}"
+
+
+def display_name(name: str) -> str:
+    """The expert's self-chosen name, made safe to show in a prompt."""
+    shown = "".join(c for c in name if c.isprintable()).strip()[:MAX_VIEWER_NAME]
+    return shown or "an unnamed expert"
+
+
+class Sharer:
+    """Serves invitations from `store` under `identity`; asks `consent` before each session."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        store: InvitationStore,
+        name: str,
+        consent: ConsentCallback,
+        handshake_timeout: float = 30.0,
+        consent_timeout: float = 120.0,
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self.name = name
+        self.consent = consent
+        self.handshake_timeout = handshake_timeout
+        self.consent_timeout = consent_timeout
+        self.active: Channel | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str | Sequence[str] | None = None,
+                    port: int = DEFAULT_PORT) -> None:
+        """Listen (on every interface when `host` is None) and serve in the background."""
+        self._server = await asyncio.start_server(
+            self._accept, host, port, ssl=self.identity.server_context(),
+            ssl_handshake_timeout=self.handshake_timeout)
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful after starting on port 0)."""
+        assert self._server is not None, "start() first"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def serve(self, host: str | Sequence[str] | None = None,
+                    port: int = DEFAULT_PORT) -> None:
+        """Listen and serve until cancelled."""
+        await self.start(host, port)
+        assert self._server is not None
+        try:
+            await self._server.serve_forever()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop listening and end every connection."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # asyncio runs this as one task per connection (after the TLS handshake succeeded).
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        channel = Channel(reader, writer, Role.SHARER)
+        # What the expert is told when the connection ends, unless something says otherwise.
+        code, reason = Reason.ENDED, f"{self.name} stopped sharing"
+        try:
+            session = await self._handshake(channel)
+            log.info("%s: session %s started", channel.peer, session.start.session_code)
+            await self.run_session(session)
+        except SessionError as exc:
+            log.info("%s: connection over: %s", channel.peer, exc.reason)
+            code, reason = exc.code, exc.reason
+        except Exception:
+            log.exception("%s: connection failed", channel.peer)
+            code, reason = Reason.INTERNAL_ERROR, f"{self.name}'s computer ran into an error"
+        finally:
+            if self.active is channel:
+                self.active = None
+            await channel.close(code=code, reason=reason)
+
+    async def _handshake(self, channel: Channel) -> Session:
+        hello = await channel.expect(Hello, self.handshake_timeout)
+        await channel.send(Hello(role=Role.SHARER, name=self.name))
+        nonce = secrets.token_bytes(NONCE_SIZE)
+        await channel.send(AuthChallenge(nonce=nonce))
+        answer = await channel.expect(AuthProof, self.handshake_timeout)
+        try:
+            # SQLite may wait on another ra-share process: keep the loop free meanwhile.
+            invitation = await asyncio.to_thread(
+                self.store.verify, hello.ticket_id, nonce, answer.proof)
+        except InvitationRefused as refusal:
+            await channel.send(AuthResult(code=refusal.code, reason=refusal.reason))
+            raise SessionError(refusal.reason, refusal.code) from None
+        await channel.send(AuthResult())
+        if self.active is not None:
+            raise SessionError(f"{self.name} is already being helped by another expert; "
+                               "try again later", Reason.BUSY)
+        self.active = channel
+        request = ConsentRequest(
+            viewer_name=display_name(hello.name), session_code=new_session_code(),
+            ticket_id=invitation.id, permissions=invitation.permissions, peer=channel.peer)
+        await channel.send(ConsentPending(session_code=request.session_code))
+        if not await self._ask(channel, request):
+            raise SessionError(f"{self.name} declined the connection", Reason.DECLINED)
+        start = SessionStart(session_code=request.session_code, sharer_name=self.name,
+                             viewer_name=request.viewer_name, permissions=request.permissions)
+        await channel.send(start)
+        return Session(channel, start)
+
+    async def _ask(self, channel: Channel, request: ConsentRequest) -> bool:
+        """The novice's answer; the expert hanging up meanwhile withdraws the question."""
+        answer = asyncio.ensure_future(self.consent(request))
+        # In this state the viewer may only leave (Bye, Error, or closing): that ends the wait.
+        hangup = asyncio.ensure_future(channel.receive())
+        try:
+            done, _ = await asyncio.wait({answer, hangup}, timeout=self.consent_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (answer, hangup):
+                task.cancel()
+            # Let the cancelled read finish before anyone reads the stream again.
+            await asyncio.wait({answer, hangup})
+        if hangup in done:
+            hangup.result()  # raises the SessionError that says how the expert left
+        if answer not in done:
+            raise SessionError(f"{self.name} did not answer within "
+                               f"{self.consent_timeout:.0f} seconds", Reason.TIMEOUT)
+        return bool(answer.result())
+
+    async def run_session(self, session: Session) -> None:
+        """The session after SessionStart, until it ends.
+
+        This version carries no screen yet: it waits until the expert leaves. Streaming,
+        chat and control build on this method.
+        """
+        while True:
+            await session.next_message()

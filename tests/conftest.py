@@ -1,0 +1,44 @@
+"""Fixtures for the invitation, channel, mail and CLI tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from helpers import FakeClock, Mailbox, free_port
+
+from engine.invitations import InvitationStore
+
+
+@pytest.fixture
+def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """State and config directories inside tmp_path, so nothing touches the real home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(xdg: Path, clock: FakeClock) -> Iterator[InvitationStore]:
+    """The invitation store under `xdg`, on a clock the test moves."""
+    with InvitationStore(clock=clock) as opened:
+        yield opened
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Controller, Mailbox]]:
+    """A plain aiosmtpd server on 127.0.0.1."""
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller, mailbox
+    finally:
+        controller.stop()
