@@ -1,4 +1,4 @@
-"""Fixtures for the invitation, channel, mail and CLI tests."""
+"""Fixtures shared by the tests: private X displays, state directories, clocks, SMTP."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiosmtpd.controller import Controller
 from helpers import FakeClock, Mailbox, free_port
 
 from engine.invitations import InvitationStore
+from engine.xvfb import Xvfb
 
 
 @pytest.fixture
@@ -42,3 +43,11 @@ def smtp_server() -> Iterator[tuple[Controller, Mailbox]]:
         yield controller, mailbox
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def xvfb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Xvfb]:
+    """A private Xvfb (1024x768, room to grow to 1280x1024); DISPLAY points at it."""
+    with Xvfb(1024, 768, max_size=(1280, 1024)) as server:
+        monkeypatch.setenv("DISPLAY", server.display)
+        yield server
