@@ -8,9 +8,13 @@ Per connection, in this order, and nothing of the session before the end of it:
    wrong password, locks on the fifth, and refuses expired, revoked, locked or unknown
    invitations: the reason goes back in AuthResult and the connection ends;
 4. one expert at a time: a second one who authenticates meanwhile is told so and let go;
-5. ConsentPending, then the novice is asked (the `consent` callback); a no, no answer in
+5. ConsentPending, then the novice is asked (`SharerEvents.consent`); a no, no answer in
    time, or the expert hanging up ends it;
-6. SessionStart, then `run_session` carries the session until either side ends it.
+6. SessionStart, then `run_session` carries the session until either side ends it: the screen
+   (`engine.streamer`), chat both ways, and the round-trip pings the viewer measures with.
+
+What the novice sees and answers goes through `SharerEvents`: the terminal (`engine.cli`) and
+the novice panel (`viewer.novice`) each implement it.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from engine.capture import CaptureError, FrameSource
 from engine.channel import Channel, Session, SessionError
 from engine.identity import Identity
 from engine.invitations import InvitationRefused, InvitationStore
@@ -29,15 +35,28 @@ from engine.protocol import (
     AuthChallenge,
     AuthProof,
     AuthResult,
+    Chat,
     ConsentPending,
+    ControlDeny,
+    ControlRequest,
+    ControlRevoke,
+    FrameAck,
     Hello,
+    Key,
+    Message,
     Permission,
+    Ping,
+    Pointer,
+    Pong,
     Reason,
+    RefreshRequest,
     Role,
+    Scroll,
     SessionStart,
 )
+from engine.streamer import DEFAULT_MAX_FPS, CaptureThread, Streamer, capture_failure
 
-__all__ = ["DEFAULT_PORT", "ConsentCallback", "ConsentRequest", "Sharer"]
+__all__ = ["DEFAULT_PORT", "ConsentRequest", "Sharer", "SharerEvents"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +76,27 @@ class ConsentRequest:
     peer: str
 
 
-ConsentCallback = Callable[[ConsentRequest], Awaitable[bool]]
+class SharerEvents:
+    """What the sharer asks the novice and tells them; override what a front end shows.
+
+    The defaults answer no and show nothing, so a front end that forgets a question refuses.
+    """
+
+    async def consent(self, request: ConsentRequest) -> bool:
+        """May this expert see the screen?"""
+        return False
+
+    def session_started(self, start: SessionStart) -> None:
+        """The expert is watching."""
+
+    def session_ended(self, reason: str) -> None:
+        """The session is over (either side ended it, or the connection dropped)."""
+
+    def chat(self, message: Chat) -> None:
+        """A chat line from the expert (its sender is the name the novice accepted)."""
+
+    def notice(self, text: str) -> None:
+        """Something else the novice should know."""
 
 
 def new_session_code() -> str:
@@ -81,17 +120,23 @@ class Sharer:
         identity: Identity,
         store: InvitationStore,
         name: str,
-        consent: ConsentCallback,
+        events: SharerEvents,
+        source: Callable[[], FrameSource] | None = None,
+        max_fps: float = DEFAULT_MAX_FPS,
         handshake_timeout: float = 30.0,
         consent_timeout: float = 120.0,
     ) -> None:
+        """`source` opens what is shared (on the capture thread); None shares no screen."""
         self.identity = identity
         self.store = store
         self.name = name
-        self.consent = consent
+        self.events = events
+        self.max_fps = max_fps
         self.handshake_timeout = handshake_timeout
         self.consent_timeout = consent_timeout
         self.active: Channel | None = None
+        self.session: Session | None = None
+        self._capture = CaptureThread(source) if source is not None else None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -127,6 +172,8 @@ class Sharer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+        if self._capture is not None:
+            await self._capture.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # asyncio runs this as one task per connection (after the TLS handshake succeeded).
@@ -183,7 +230,7 @@ class Sharer:
 
     async def _ask(self, channel: Channel, request: ConsentRequest) -> bool:
         """The novice's answer; the expert hanging up meanwhile withdraws the question."""
-        answer = asyncio.ensure_future(self.consent(request))
+        answer = asyncio.ensure_future(self.events.consent(request))
         # In this state the viewer may only leave (Bye, Error, or closing): that ends the wait.
         hangup = asyncio.ensure_future(channel.receive())
         try:
@@ -202,10 +249,79 @@ class Sharer:
         return bool(answer.result())
 
     async def run_session(self, session: Session) -> None:
-        """The session after SessionStart, until it ends.
+        """The session after SessionStart, until either side ends it."""
+        self.session = session
+        self.events.session_started(session.start)
+        streamer = (Streamer(session.send, self._capture, max_fps=self.max_fps)
+                    if self._capture is not None else None)
+        reason = "the session ended"
+        try:
+            if streamer is None:
+                await self._read(session, streamer)
+            else:
+                await _first_to_finish(self._read(session, streamer), streamer.run())
+        except SessionError as exc:
+            reason = exc.reason
+            raise
+        except CaptureError as exc:
+            code, reason = capture_failure(exc, self.name)
+            self.events.notice(f"Your screen cannot be shared any more: {exc}")
+            raise SessionError(reason, code) from None
+        finally:
+            self.session = None
+            self.events.session_ended(reason)
 
-        This version carries no screen yet: it waits until the expert leaves. Streaming,
-        chat and control build on this method.
-        """
+    async def _read(self, session: Session, streamer: Streamer | None) -> None:
+        """Everything the viewer sends, in order, until the session ends."""
+        viewer = session.start.viewer_name
         while True:
-            await session.next_message()
+            message = await session.next_message()
+            await self._dispatch(session, streamer, viewer, message)
+
+    async def _dispatch(self, session: Session, streamer: Streamer | None, viewer: str,
+                        message: Message) -> None:
+        if isinstance(message, FrameAck):
+            if streamer is None or not streamer.acked(message.seq):
+                raise SessionError(f"the viewer acknowledged frame {message.seq}, which was "
+                                   "never sent", Reason.PROTOCOL_ERROR)
+        elif isinstance(message, Ping):
+            await session.send(Pong(token=message.token))
+        elif isinstance(message, RefreshRequest):
+            if streamer is not None:
+                streamer.refresh()
+        elif isinstance(message, Chat):
+            # The sender is the name the novice accepted, whatever the message claims.
+            self.events.chat(Chat(sender=viewer, text=message.text, time=time.time()))
+        elif isinstance(message, ControlRequest):
+            await session.send(ControlDeny(reason=f"{self.name} shares the screen to be "
+                                                  "viewed only"))
+        elif isinstance(message, ControlRevoke | Pointer | Key | Scroll):
+            log.debug("%s: %s without control, ignored", session.peer, type(message).__name__)
+
+    async def send_chat(self, text: str) -> Chat | None:
+        """Say something to the expert; the line as sent, or None when nobody is connected."""
+        session = self.session
+        if session is None:
+            return None
+        line = Chat(sender=self.name, text=text, time=time.time())
+        await session.send(line)
+        return line
+
+    async def end_session(self) -> None:
+        """End the current session for good (the expert must connect again to come back)."""
+        channel = self.active
+        if channel is not None:
+            await channel.close(code=Reason.ENDED, reason=f"{self.name} ended the session")
+
+
+async def _first_to_finish(*coroutines: Awaitable[None]) -> None:
+    """Run side by side until one returns or raises; cancel the rest; re-raise its error."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()

@@ -38,7 +38,7 @@ from engine.protocol import (
     SessionStart,
     wire,
 )
-from engine.sharer import ConsentRequest, Sharer
+from engine.sharer import ConsentRequest, Sharer, SharerEvents
 from engine.tickets import Address, Ticket, proof
 
 T = TypeVar("T")
@@ -48,8 +48,8 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(asyncio.wait_for(coroutine, 60))
 
 
-class Novice:
-    """The consent callback: records each request and answers, now or when released."""
+class Novice(SharerEvents):
+    """The novice's answers: records each request and answers, now or when released."""
 
     def __init__(self, answer: bool = True, *, wait: bool = False) -> None:
         self.answer = answer
@@ -59,7 +59,7 @@ class Novice:
         self.release = asyncio.Event()
         self.withdrawn = asyncio.Event()
 
-    async def __call__(self, request: ConsentRequest) -> bool:
+    async def consent(self, request: ConsentRequest) -> bool:
         self.requests.append(request)
         self.asked.set()
         try:
@@ -92,7 +92,7 @@ def identity(xdg: Path) -> Identity:
 @contextlib.asynccontextmanager
 async def sharing(store: InvitationStore, identity: Identity, consent: Novice,
                   kind: type[Sharer] = Sharer, **options: Any) -> AsyncIterator[Sharer]:
-    sharer = kind(identity=identity, store=store, name="Alice", consent=consent, **options)
+    sharer = kind(identity=identity, store=store, name="Alice", events=consent, **options)
     await sharer.start("127.0.0.1", 0)
     try:
         yield sharer

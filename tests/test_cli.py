@@ -21,7 +21,7 @@ from engine.client import Client
 from engine.identity import Identity, format_fingerprint
 from engine.invitations import InvitationStore
 from engine.protocol import Permission
-from engine.sharer import ConsentRequest, Sharer
+from engine.sharer import ConsentRequest, Sharer, SharerEvents
 from engine.tickets import Address, Ticket, proof
 
 RA_SHARE = Path(sys.executable).with_name("ra-share")
@@ -214,11 +214,12 @@ def test_an_invitation_from_the_command_line_lets_the_expert_in(home: Path):
     ticket = Ticket.load(home / "help.rainvite")
 
     async def scenario() -> str:
-        async def accept(request: ConsentRequest) -> bool:
-            return True
+        class Accept(SharerEvents):
+            async def consent(self, request: ConsentRequest) -> bool:
+                return True
 
         sharer = Sharer(identity=Identity.load_or_create(), store=InvitationStore(),
-                        name="Alice", consent=accept)
+                        name="Alice", events=Accept())
         await sharer.start("127.0.0.1", 0)
         try:
             # Listen on any free port, and point the ticket there.

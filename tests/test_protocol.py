@@ -39,6 +39,8 @@ from engine.protocol import (
     Permission,
     Pointer,
     Reason,
+    Ping,
+    Pong,
     RefreshRequest,
     RemoteProtocolError,
     Role,
@@ -74,6 +76,8 @@ SESSION: list[tuple[Role, Message]] = [
     (VIEWER, Key(keysym=0xFF1B, down=True)),
     (VIEWER, Scroll(dx=0, dy=-3)),
     (VIEWER, RefreshRequest()),
+    (VIEWER, Ping(token=2**64 - 1)),
+    (SHARER, Pong(token=2**64 - 1)),
     (SHARER, ControlRevoke(reason="the novice pressed Esc")),
     (VIEWER, ControlRequest()),
     (SHARER, ControlDeny(reason="not now")),
@@ -164,6 +168,7 @@ def test_every_message_type_has_exactly_one_layout():
 
 # Field strategies derived from the wire table, so a new field is covered without new code.
 _INT_RANGES = {"B": (0, 2**8 - 1), "H": (0, 2**16 - 1), "I": (0, 2**32 - 1),
+               "Q": (0, 2**64 - 1),
                "h": (-(2**15), 2**15 - 1), "i": (-(2**31), 2**31 - 1)}
 
 

@@ -10,9 +10,9 @@ Grouped by direction (the sharer is the novice's side, the viewer the expert's):
 handshake        viewer: Hello, AuthProof
                  sharer: Hello, AuthChallenge, AuthResult, ConsentPending,
                  SessionStart
-session          sharer: Frame, Cursor, ControlGrant, ControlDeny
+session          sharer: Frame, Cursor, ControlGrant, ControlDeny, Pong
                  viewer: FrameAck, ControlRequest, Pointer, Key, Scroll,
-                 RefreshRequest
+                 RefreshRequest, Ping
                  both:   Chat, ControlRevoke
 any time         both:   Error, Bye
 ===============  =============================================================
@@ -46,7 +46,9 @@ __all__ = [
     "Message",
     "MessageType",
     "Permission",
+    "Ping",
     "Pointer",
+    "Pong",
     "Reason",
     "RefreshRequest",
     "Role",
@@ -79,6 +81,7 @@ class MessageType(IntEnum):
     CURSOR = 0x11
     CONTROL_GRANT = 0x12
     CONTROL_DENY = 0x13
+    PONG = 0x14
     # session, viewer to sharer
     FRAME_ACK = 0x20
     CONTROL_REQUEST = 0x21
@@ -86,6 +89,7 @@ class MessageType(IntEnum):
     KEY = 0x23
     SCROLL = 0x24
     REFRESH_REQUEST = 0x25
+    PING = 0x26
     # session, both ways
     CHAT = 0x30
     CONTROL_REVOKE = 0x31
@@ -268,6 +272,18 @@ class RefreshRequest:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Ping:
+    """The viewer measures the round trip; `token` is its own, echoed untouched in Pong."""
+
+    token: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pong:
+    token: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Error:
     """The sender saw a protocol error and closes."""
 
@@ -302,6 +318,8 @@ Message = (
     | Key
     | Scroll
     | RefreshRequest
+    | Ping
+    | Pong
     | Error
     | Bye
 )

@@ -37,11 +37,11 @@ class State(Enum):
 
 
 SHARER_SESSION_MESSAGES: tuple[type[Any], ...] = (
-    m.Frame, m.Cursor, m.Chat, m.ControlGrant, m.ControlDeny, m.ControlRevoke,
+    m.Frame, m.Cursor, m.Chat, m.ControlGrant, m.ControlDeny, m.ControlRevoke, m.Pong,
 )
 VIEWER_SESSION_MESSAGES: tuple[type[Any], ...] = (
     m.FrameAck, m.Chat, m.ControlRequest, m.ControlRevoke, m.Pointer, m.Key, m.Scroll,
-    m.RefreshRequest,
+    m.RefreshRequest, m.Ping,
 )
 
 SHARER, VIEWER = Role.SHARER, Role.VIEWER

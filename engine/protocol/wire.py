@@ -71,6 +71,8 @@ _FORMATS: dict[type[Any], tuple[MessageType, str]] = {
     m.Key: (MessageType.KEY, "IB"),  # keysym, down
     m.Scroll: (MessageType.SCROLL, "hh"),  # dx, dy
     m.RefreshRequest: (MessageType.REFRESH_REQUEST, ""),
+    m.Ping: (MessageType.PING, "Q"),  # token
+    m.Pong: (MessageType.PONG, "Q"),  # token
     m.Error: (MessageType.ERROR, "B"),  # code
     m.Bye: (MessageType.BYE, "B"),  # code
 }

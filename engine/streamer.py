@@ -1,0 +1,186 @@
+"""The sharer's half of the stream: capture, encode, send, paced by the viewer's acks.
+
+DESIGN.md "The streaming engine", points 4 to 7, live here:
+
+- the viewer acknowledges each frame once decoded; at most `window` frames are in flight, and
+  the next capture happens only when a slot is free (and no sooner than the frame-rate cap), so
+  a slow link never makes memory grow and the viewer always converges on the latest screen;
+- the encoder's reference is the last frame *sent*, so captures that are never sent coalesce;
+- the cursor travels beside the frames: its position whenever it moves, its shape only when the
+  shape changed;
+- a keyframe on connect (a new encoder), on resize (the encoder sees the new shape) and when
+  the viewer asks (`refresh`).
+
+Capturing and encoding run on `CaptureThread`, the one thread that owns the X connections; the
+native codec releases the GIL, so the event loop stays free to read input and chat meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from engine.capture import CaptureError, CursorImage, FrameSource
+from engine.codec import Encoder
+from engine.protocol import Cursor, Frame, Message, Reason
+
+__all__ = ["DEFAULT_MAX_FPS", "DEFAULT_WINDOW", "CaptureThread", "FlowWindow", "Streamer"]
+
+DEFAULT_MAX_FPS = 60
+# Two frames in flight: one being decoded while the next travels. More only adds latency on a
+# slow link (each queued frame is a frame period of delay); fewer halves the rate on a fast one.
+DEFAULT_WINDOW = 2
+
+T = TypeVar("T")
+
+
+class CaptureThread:
+    """The one thread that talks to the display; the source is made there, on first use.
+
+    After a `CaptureError` the source is dropped, so the next session tries the display anew.
+    """
+
+    def __init__(self, open_source: Callable[[], FrameSource]) -> None:
+        self._open_source = open_source
+        self._source: FrameSource | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="capture")
+
+    def source(self) -> FrameSource:
+        """The frame source; call on the capture thread only."""
+        if self._source is None:
+            self._source = self._open_source()
+        return self._source
+
+    async def run(self, work: Callable[[], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        except CaptureError:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._drop)
+            raise
+
+    def _drop(self) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            # The display may be gone already: closing is best effort.
+            with contextlib.suppress(Exception):
+                source.close()
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._drop)
+        self._executor.shutdown(wait=False)
+
+
+class FlowWindow:
+    """Frames sent and not yet acknowledged, and the round trip the acks measure."""
+
+    def __init__(self, size: int = DEFAULT_WINDOW) -> None:
+        if size < 1:
+            raise ValueError("the window holds at least one frame")
+        self.size = size
+        self._sent: OrderedDict[int, float] = OrderedDict()
+        self._opened = asyncio.Event()
+        self._opened.set()
+        self.round_trip: float | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._sent)
+
+    def sent(self, seq: int, now: float) -> None:
+        self._sent[seq] = now
+        if len(self._sent) >= self.size:
+            self._opened.clear()
+
+    def acked(self, seq: int, now: float) -> bool:
+        """Frame `seq` and every earlier one arrived; False if `seq` was never in flight."""
+        sent_at = self._sent.get(seq)
+        if sent_at is None:
+            return False
+        while self._sent:
+            first, _ = self._sent.popitem(last=False)
+            if first == seq:
+                break
+        self.round_trip = now - sent_at
+        self._opened.set()
+        return True
+
+    async def wait_open(self) -> None:
+        await self._opened.wait()
+
+
+class Streamer:
+    """Streams one display to one viewer until cancelled or the display fails."""
+
+    def __init__(self, send: Callable[[Message], Awaitable[None]], capture: CaptureThread, *,
+                 max_fps: float = DEFAULT_MAX_FPS, window: int = DEFAULT_WINDOW) -> None:
+        if max_fps <= 0:
+            raise ValueError("the frame rate cap must be positive")
+        self._send = send
+        self._capture = capture
+        self.period = 1.0 / max_fps
+        self.window = FlowWindow(window)
+        self._encoder = Encoder()
+        self._refresh = True
+        self._seq = 0
+        self._cursor_sent: tuple[int, int, int] | None = None
+        self.frames_sent = 0
+        self.bytes_sent = 0
+
+    def refresh(self) -> None:
+        """Send the next frame whole (the viewer asked, after a decode error)."""
+        self._refresh = True
+
+    def acked(self, seq: int) -> bool:
+        return self.window.acked(seq, time.monotonic())
+
+    async def run(self) -> None:
+        """Capture and send until cancelled; a failing display raises `CaptureError`."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            await self.window.wait_open()
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # Late (a slow encode, a full window) means capture now, not a burst to catch up.
+            due = max(due + self.period, loop.time())
+            keyframe, self._refresh = self._refresh, False
+            data, cursor = await self._capture.run(functools.partial(self._step, keyframe))
+            if cursor is not None:
+                await self._send(cursor)
+            if data:
+                self._seq = (self._seq + 1) & 0xFFFFFFFF
+                self.window.sent(self._seq, time.monotonic())
+                await self._send(Frame(seq=self._seq, data=data))
+                self.frames_sent += 1
+                self.bytes_sent += len(data)
+
+    def _step(self, keyframe: bool) -> tuple[bytes, Cursor | None]:
+        """On the capture thread: one grab (if anything changed), its message, the pointer."""
+        source = self._capture.source()
+        frame = source.grab(force=keyframe)
+        data = b"" if frame is None else self._encoder.encode(frame, keyframe=keyframe)
+        return data, self._cursor_message(source.cursor())
+
+    def _cursor_message(self, image: CursorImage | None) -> Cursor | None:
+        if image is None:
+            return None
+        last = self._cursor_sent
+        if last is not None and last == (image.x, image.y, image.serial):
+            return None
+        shape_changed = last is None or last[2] != image.serial
+        self._cursor_sent = (image.x, image.y, image.serial)
+        return Cursor(x=image.x, y=image.y, visible=True, hot_x=image.hot_x, hot_y=image.hot_y,
+                      width=image.width, height=image.height,
+                      pixels=image.pixels if shape_changed else b"")
+
+
+def capture_failure(exc: CaptureError, sharer_name: str) -> tuple[Reason, str]:
+    """What the expert is told when the novice's screen cannot be captured."""
+    return Reason.INTERNAL_ERROR, f"{sharer_name}'s screen cannot be shown any more ({exc})"
