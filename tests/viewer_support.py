@@ -1,0 +1,62 @@
+"""What the viewer and novice-panel tests share: Qt on the offscreen platform, one asyncio loop
+over Qt's (qasync, as the programs run), and waiting for the dialogs a coroutine opens."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+# Before any QApplication exists: the widgets render the same everywhere, display or not.
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+import pytest
+import qasync
+from PyQt6.QtWidgets import QApplication, QMessageBox, QWidget
+
+STEP = 0.02
+
+
+@pytest.fixture(name="loop")
+def qt_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
+    """The asyncio loop on Qt's, as `ra-view` and `ra-share` run it."""
+    event_loop = qasync.QEventLoop(qapp, already_running=False)
+    asyncio.set_event_loop(event_loop)
+    try:
+        yield event_loop
+    finally:
+        for task in asyncio.all_tasks(event_loop):
+            task.cancel()
+        event_loop.run_until_complete(asyncio.sleep(0))
+        asyncio.set_event_loop(None)
+
+
+async def until(condition: object, timeout: float = 20.0, what: str = "the condition") -> None:
+    """Let the loop run until `condition()` is true."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} seconds")
+        await asyncio.sleep(STEP)
+
+
+def visible(name: str) -> QWidget | None:
+    """The visible top-level window with this object name, if one is open."""
+    for widget in QApplication.topLevelWidgets():
+        if widget.objectName() == name and widget.isVisible():
+            return widget
+    return None
+
+
+async def dialog(name: str, timeout: float = 20.0) -> QWidget:
+    """Wait for the dialog named `name` to open, and return it."""
+    await until(lambda: visible(name) is not None, timeout, f"the {name!r} dialog opening")
+    found = visible(name)
+    assert found is not None
+    return found
+
+
+async def message(timeout: float = 20.0) -> QMessageBox:
+    box = await dialog("message", timeout)
+    assert isinstance(box, QMessageBox)
+    return box
