@@ -8,6 +8,8 @@
     ra-share expire --all | ra-share expire ID
     ra-share identity
     ra-share show FILE.rainvite
+    ra-share serve [the invite options] [--invite-out FILE] [--invitation ID] [--bind ADDR]
+                   [--monitor N|all] [--max-fps N] [--display :N] [--auto-accept]
 
 Defaults can live in ``ra-share.ini`` in the config directory (``$XDG_CONFIG_HOME/remote-assist``
 on Linux); flags win over it::
@@ -33,26 +35,33 @@ A mistake the user can make ends with one sentence on stderr and a non-zero exit
 from __future__ import annotations
 
 import argparse
+import asyncio
 import configparser
 import getpass
 import json
+import os
 import re
+import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from engine.capture import CaptureError, ScreenSource
 from engine.dirs import config_dir
 from engine.identity import Identity, IdentityError, format_fingerprint
 from engine.invitations import MAX_FAILED_ATTEMPTS, Invitation, InvitationStore, StoreError
 from engine.mail import MailError, SmtpSettings, invitation_message, send_message, write_eml
 from engine.netaddr import candidate_addresses
 from engine.protocol import Permission
-from engine.sharer import DEFAULT_PORT
+from engine.sharer import DEFAULT_PORT, Sharer
+from engine.streamer import DEFAULT_MAX_FPS
+from engine.terminal import TerminalNovice
 from engine.tickets import (
     EXTENSION,
+    Address,
     Ticket,
     TicketError,
     describe_time,
@@ -72,7 +81,7 @@ class CliError(Exception):
     """A mistake the user can fix; the text is one sentence."""
 
 
-USER_ERRORS = (CliError, TicketError, StoreError, IdentityError, MailError)
+USER_ERRORS = (CliError, TicketError, StoreError, IdentityError, MailError, CaptureError)
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -217,7 +226,9 @@ def smtp_settings(args: argparse.Namespace, config: configparser.ConfigParser) -
                         password=password, cafile=section.get("cafile"))
 
 
-def cmd_invite(args: argparse.Namespace) -> int:
+def make_invitation(args: argparse.Namespace, out: str | None,
+                    addresses: list[Address] | None = None) -> tuple[Ticket, Path]:
+    """Create an invitation from the invite options, save its ticket, and say so."""
     config = load_config()
     defaults = _section(config, "invite")
     name = args.name or defaults.get("name") or default_name()
@@ -225,30 +236,41 @@ def cmd_invite(args: argparse.Namespace) -> int:
     if problem:
         raise CliError(f"{problem}; {name!r} will not do")
     lifetime = parse_duration(args.expires or defaults.get("expires", DEFAULT_EXPIRES))
-    port = args.port or parse_port(defaults.get("port", str(DEFAULT_PORT)), "the port")
+    port = invitation_port(args)
     # Everything that can go wrong is checked before the invitation exists.
     password = choose_password(args)
-    smtp = smtp_settings(args, config) if args.email else None
-    sender = args.sender or _section(config, "smtp").get("from") or (
-        f"{getpass.getuser()}@{socket.getfqdn()}")
     identity = Identity.load_or_create()
     permissions = Permission.VIEW if args.view_only else Permission.VIEW | Permission.CONTROL
 
     with InvitationStore() as store:
-        ticket = store.create(name=name, addresses=candidate_addresses(port),
+        ticket = store.create(name=name, addresses=addresses or candidate_addresses(port),
                               fingerprint=identity.fingerprint, lifetime=lifetime,
                               password=password, permissions=permissions)
-    out = Path(args.out or f"invitation-{ticket.id_hex[:8]}{EXTENSION}")
+    path = Path(out or f"invitation-{ticket.id_hex[:8]}{EXTENSION}")
     try:
-        ticket.save(out)
+        ticket.save(path)
     except OSError as exc:
-        raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(f"Invitation {ticket.id_hex} from {name} saved to {out}; it expires at "
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"Invitation {ticket.id_hex} from {name} saved to {path}; it expires at "
           f"{describe_time(ticket.expires)} and allows "
-          f"{' and '.join(permission_names(permissions))}.")
+          f"{' and '.join(permission_names(permissions))}.", flush=True)
     if password is None:
         print("ra-share: warning: this invitation has no password, so anyone who gets the file "
               "can ask to connect (you are still asked to accept)", file=sys.stderr)
+    return ticket, path
+
+
+def invitation_port(args: argparse.Namespace) -> int:
+    defaults = _section(load_config(), "invite")
+    return int(args.port or parse_port(defaults.get("port", str(DEFAULT_PORT)), "the port"))
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    config = load_config()
+    smtp = smtp_settings(args, config) if args.email else None
+    sender = args.sender or _section(config, "smtp").get("from") or (
+        f"{getpass.getuser()}@{socket.getfqdn()}")
+    ticket, out = make_invitation(args, args.out)
     if args.email or args.eml:
         message = invitation_message(ticket, sender=sender, recipients=args.email or [],
                                      filename=out.name)
@@ -258,6 +280,71 @@ def cmd_invite(args: argparse.Namespace) -> int:
         if smtp is not None:
             send_message(message, smtp)
             print(f"Sent to {', '.join(args.email)} through {smtp}.")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Share this screen: serve an invitation, ask before anyone sees it, then stream."""
+    port = invitation_port(args)
+    bind = args.bind
+    if args.invitation:
+        with InvitationStore() as store:
+            invitation = store.get(store.resolve(args.invitation))
+        if invitation.state.value != "open":
+            raise CliError(f"invitation {invitation.id_hex} is {invitation.state.value}; make "
+                           "a new one (leave out --invitation)")
+        name = invitation.name
+    else:
+        own = [Address(host=bind, port=port)] if bind and bind not in ("0.0.0.0", "::") else None
+        ticket, _ = make_invitation(args, args.invite_out, own)
+        name = ticket.name
+    display = args.display or os.environ.get("DISPLAY")
+    if not display:
+        raise CliError("there is no display to share: run this inside your desktop session, "
+                       "or name one with --display :N")
+    monitor = 0 if args.monitor == "all" else int(args.monitor)
+    if args.auto_accept:
+        print("ra-share: warning: --auto-accept lets whoever holds the invitation (and its "
+              "password) see your screen without asking you", file=sys.stderr)
+    novice = TerminalNovice(auto_accept=args.auto_accept)
+    return asyncio.run(_serve(novice, name, display, monitor, bind, port, args.max_fps))
+
+
+async def _serve(novice: TerminalNovice, name: str, display: str, monitor: int,
+                 bind: str | None, port: int, max_fps: float) -> int:
+    with InvitationStore() as store:
+        sharer = Sharer(identity=Identity.load_or_create(), store=store, name=name,
+                        events=novice, source=lambda: ScreenSource(display, monitor),
+                        max_fps=max_fps)
+        try:
+            await sharer.start(bind, port)
+        except OSError as exc:
+            raise CliError(f"cannot listen on port {port}: {exc.strerror or exc}; choose "
+                           "another with --port") from None
+        stopped = asyncio.Event()
+        tasks: set[asyncio.Task[object]] = set()
+
+        def spawn(coroutine: Coroutine[Any, Any, object]) -> None:
+            task = asyncio.ensure_future(coroutine)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        novice.on_chat = lambda text: spawn(sharer.send_chat(text))
+        novice.on_end = lambda: spawn(sharer.end_session())
+        novice.on_quit = stopped.set
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopped.set)
+        novice.start()
+        novice.say(f"Sharing {display} on port {sharer.port}; waiting for the expert. "
+                   "Ctrl+C or /quit stops sharing.")
+        try:
+            await stopped.wait()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            await sharer.close()
+        novice.say("Stopped sharing.")
     return 0
 
 
@@ -333,28 +420,48 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="ra-share", description="Ask for remote assistance: make and "
-                             "manage invitations for an expert.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    invite = commands.add_parser("invite", help="make an invitation file (and e-mail it)")
-    secret = invite.add_mutually_exclusive_group()
+def _invitation_arguments(parser: argparse.ArgumentParser) -> None:
+    secret = parser.add_mutually_exclusive_group()
     secret.add_argument("--password-file", metavar="PATH",
                         help="read the password from the first line of PATH")
     secret.add_argument("--password-prompt", action="store_true",
                         help="type the password (the default on a terminal)")
     secret.add_argument("--no-password", action="store_true",
                         help="no password: anyone with the file may ask to connect")
-    invite.add_argument("--expires", metavar="DURATION",
+    parser.add_argument("--expires", metavar="DURATION",
                         help=f"how long it stays open: 30m, 2h, 1d (default {DEFAULT_EXPIRES})")
-    invite.add_argument("--view-only", action="store_true",
+    parser.add_argument("--view-only", action="store_true",
                         help="the expert may watch but never ask for control")
-    invite.add_argument("--name", help="your name as the expert will see it")
+    parser.add_argument("--name", help="your name as the expert will see it")
+    parser.add_argument("--port", type=_port_argument, metavar="PORT",
+                        help=f"the port ra-share listens on (default {DEFAULT_PORT})")
+
+
+def _monitor_argument(text: str) -> str:
+    if text != "all" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"--monitor takes 1, 2, … or all, not {text!r}")
+    return text
+
+
+def _fps_argument(text: str) -> float:
+    try:
+        fps = float(text)
+    except ValueError:
+        fps = 0.0
+    if not 0 < fps <= 240:
+        raise argparse.ArgumentTypeError(f"--max-fps takes a rate from 1 to 240, not {text!r}")
+    return fps
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="ra-share", description="Ask for remote assistance: make and "
+                             "manage invitations for an expert.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    invite = commands.add_parser("invite", help="make an invitation file (and e-mail it)")
+    _invitation_arguments(invite)
     invite.add_argument("--out", metavar="FILE", help=f"where to write the {EXTENSION} file "
                         f"(default: invitation-ID{EXTENSION} in this directory)")
-    invite.add_argument("--port", type=_port_argument, metavar="PORT",
-                        help=f"the port ra-share listens on (default {DEFAULT_PORT})")
     invite.add_argument("--email", nargs="+", metavar="ADDRESS", help="send it by e-mail")
     invite.add_argument("--smtp", metavar="HOST:PORT", help="the mail server to send through")
     invite.add_argument("--starttls", action="store_true", help="encrypt with STARTTLS")
@@ -364,6 +471,23 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument("--from", dest="sender", metavar="ADDRESS", help="the sender address")
     invite.add_argument("--eml", metavar="FILE", help="write the e-mail to FILE (.eml)")
     invite.set_defaults(run=cmd_invite)
+
+    serve = commands.add_parser("serve", help="share this screen with the expert an invitation "
+                                "names (makes the invitation unless --invitation)")
+    _invitation_arguments(serve)
+    serve.add_argument("--invite-out", metavar="FILE", help=f"where to write the {EXTENSION} "
+                       f"file (default: invitation-ID{EXTENSION} in this directory)")
+    serve.add_argument("--invitation", metavar="ID",
+                       help="serve an existing open invitation instead of making one")
+    serve.add_argument("--bind", metavar="ADDR", help="listen on this address only")
+    serve.add_argument("--display", metavar=":N", help="the X display to share ($DISPLAY)")
+    serve.add_argument("--monitor", default="all", metavar="N|all",
+                       type=_monitor_argument, help="one monitor (1, 2, …) or all (default)")
+    serve.add_argument("--max-fps", type=_fps_argument, default=DEFAULT_MAX_FPS, metavar="N",
+                       help=f"frame-rate cap (default {DEFAULT_MAX_FPS})")
+    serve.add_argument("--auto-accept", action="store_true",
+                       help="let the expert in without asking (for scripts and benchmarks)")
+    serve.set_defaults(run=cmd_serve)
 
     status = commands.add_parser("status", help="list invitations and their state")
     status.add_argument("--json", action="store_true", help="as JSON")

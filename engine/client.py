@@ -3,32 +3,65 @@
 `Client(ticket, password=..., name=...).connect()` returns a `Session` once the novice has
 accepted; every refusal on the way (unreachable, wrong certificate, wrong password, expired,
 revoked, locked, declined, busy) raises `SessionError` with a sentence the expert can read.
+
+`Viewer(session, events).run()` then carries the session: it decodes frames into
+`Viewer.framebuffer`, acknowledges each one once decoded (the sharer's flow control depends on
+it), asks for a keyframe after a message it cannot decode, measures frame rate, bandwidth and
+round trip, and reports everything else to a `ViewerEvents`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 
+import numpy as np
+
 from engine.channel import Channel, Session, SessionError
+from engine.codec import CodecError, Decoder, Rect
 from engine.identity import client_context, fingerprint
 from engine.protocol import (
     NONCE_SIZE,
     AuthChallenge,
     AuthProof,
     AuthResult,
+    Buttons,
+    Chat,
     ConsentPending,
+    ControlDeny,
+    ControlGrant,
+    ControlRequest,
+    ControlRevoke,
+    Cursor,
+    Frame,
+    FrameAck,
     Hello,
+    Key,
+    Message,
+    Ping,
+    Pointer,
+    Pong,
     Reason,
+    RefreshRequest,
     Role,
+    Scroll,
     SessionStart,
 )
 from engine.tickets import Address, Ticket, proof
 
-__all__ = ["Client", "SessionError"]
+__all__ = ["Client", "SessionError", "Stats", "Viewer", "ViewerEvents"]
+
+log = logging.getLogger(__name__)
+
+# How often the viewer measures the round trip, and over how long rates are averaged.
+PING_INTERVAL = 1.0
+RATE_WINDOW = 2.0
 
 
 @dataclass
@@ -124,3 +157,153 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionError):
         return "the connection was dropped"
     return str(getattr(exc, "strerror", None) or exc)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What the status bar shows: decoded frames per second, kbit/s, round trip (ms)."""
+
+    fps: float
+    kbit_s: float
+    latency_ms: float | None
+
+
+class ViewerEvents:
+    """What a viewer shows; override what you need. Called on the event loop's thread."""
+
+    def resized(self, width: int, height: int) -> None:
+        """`Viewer.framebuffer` is a new array of this size."""
+
+    def frame(self, rects: list[Rect]) -> None:
+        """The framebuffer changed inside `rects`."""
+
+    def cursor(self, cursor: Cursor) -> None:
+        """The remote pointer moved (`pixels` is b"" when its shape did not change)."""
+
+    def chat(self, message: Chat) -> None:
+        """A chat line from the novice."""
+
+    def control(self, granted: bool, reason: str) -> None:
+        """Control was granted, denied or taken back."""
+
+    def ended(self, error: SessionError) -> None:
+        """The session is over; `error.reason` says why."""
+
+
+class Viewer:
+    """One live session on the expert's side."""
+
+    def __init__(self, session: Session, events: ViewerEvents | None = None) -> None:
+        self.session = session
+        self.events = events or ViewerEvents()
+        self.decoder = Decoder()
+        self.controlling = False
+        self.frames = 0
+        self.bytes = 0
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._round_trip: float | None = None
+        self._refresh_asked = False
+
+    @property
+    def framebuffer(self) -> np.ndarray | None:
+        """(H, W, 4) BGRX, updated in place until a resize replaces it; None before a frame."""
+        return self.decoder.framebuffer
+
+    @property
+    def stats(self) -> Stats:
+        now = time.monotonic()
+        while self._arrivals and self._arrivals[0][0] < now - RATE_WINDOW:
+            self._arrivals.popleft()
+        frames = len(self._arrivals)
+        size = sum(n for _, n in self._arrivals)
+        return Stats(fps=frames / RATE_WINDOW, kbit_s=size * 8 / 1000 / RATE_WINDOW,
+                     latency_ms=None if self._round_trip is None else self._round_trip * 1000)
+
+    async def run(self) -> SessionError:
+        """Carry the session until it ends; the error that says how it ended."""
+        pinger = asyncio.ensure_future(self._ping())
+        try:
+            while True:
+                await self._handle(await self.session.next_message())
+        except SessionError as exc:
+            ended = exc
+        finally:
+            pinger.cancel()
+            await asyncio.gather(pinger, return_exceptions=True)
+        self.controlling = False
+        self.events.ended(ended)
+        return ended
+
+    async def _handle(self, message: Message) -> None:
+        if isinstance(message, Frame):
+            await self._frame(message)
+        elif isinstance(message, Cursor):
+            self.events.cursor(message)
+        elif isinstance(message, Pong):
+            self._round_trip = time.monotonic() - message.token / 1e9
+        elif isinstance(message, Chat):
+            self.events.chat(message)
+        elif isinstance(message, ControlGrant):
+            self.controlling = True
+            self.events.control(True, f"{self.session.start.sharer_name} gave you control")
+        elif isinstance(message, ControlDeny | ControlRevoke):
+            self.controlling = False
+            self.events.control(False, message.reason)
+
+    async def _frame(self, message: Frame) -> None:
+        before = self.decoder.framebuffer
+        try:
+            rects = self.decoder.decode(message.data)
+        except CodecError as exc:
+            # The framebuffer is as it was; a keyframe puts it right (asked for once).
+            log.warning("frame %d does not decode: %s", message.seq, exc)
+            if not self._refresh_asked:
+                self._refresh_asked = True
+                await self.session.send(RefreshRequest())
+            rects = []
+        else:
+            self._refresh_asked = False
+        # Acknowledged either way: the sharer's window must not stall on a frame we dropped.
+        await self.session.send(FrameAck(seq=message.seq))
+        self.frames += 1
+        self.bytes += len(message.data)
+        self._arrivals.append((time.monotonic(), len(message.data)))
+        fb = self.decoder.framebuffer
+        if fb is not None and fb is not before:
+            height, width = fb.shape[:2]
+            self.events.resized(width, height)
+        if rects:
+            self.events.frame(rects)
+
+    async def _ping(self) -> None:
+        while True:
+            await self.session.send(Ping(token=time.monotonic_ns()))
+            await asyncio.sleep(PING_INTERVAL)
+
+    async def send_chat(self, text: str) -> Chat:
+        line = Chat(sender=self.session.start.viewer_name, text=text, time=time.time())
+        await self.session.send(line)
+        return line
+
+    async def request_control(self) -> None:
+        await self.session.send(ControlRequest())
+
+    async def release_control(self) -> None:
+        self.controlling = False
+        await self.session.send(ControlRevoke(reason=f"{self.session.start.viewer_name} "
+                                                     "gave control back"))
+
+    async def pointer(self, x: int, y: int, buttons: Buttons = Buttons.NONE) -> None:
+        if self.controlling:
+            await self.session.send(Pointer(x=x, y=y, buttons=buttons))
+
+    async def key(self, keysym: int, down: bool) -> None:
+        if self.controlling:
+            await self.session.send(Key(keysym=keysym, down=down))
+
+    async def scroll(self, dx: int, dy: int) -> None:
+        if self.controlling:
+            await self.session.send(Scroll(dx=dx, dy=dy))
+
+    async def close(self) -> None:
+        await self.session.close(reason=f"{self.session.start.viewer_name} left the session")

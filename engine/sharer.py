@@ -136,6 +136,7 @@ class Sharer:
         self.consent_timeout = consent_timeout
         self.active: Channel | None = None
         self.session: Session | None = None
+        self.streamer: Streamer | None = None
         self._capture = CaptureThread(source) if source is not None else None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -252,8 +253,9 @@ class Sharer:
         """The session after SessionStart, until either side ends it."""
         self.session = session
         self.events.session_started(session.start)
-        streamer = (Streamer(session.send, self._capture, max_fps=self.max_fps)
-                    if self._capture is not None else None)
+        streamer = self.streamer = (
+            Streamer(session.send, self._capture, max_fps=self.max_fps)
+            if self._capture is not None else None)
         reason = "the session ended"
         try:
             if streamer is None:
@@ -268,7 +270,7 @@ class Sharer:
             self.events.notice(f"Your screen cannot be shared any more: {exc}")
             raise SessionError(reason, code) from None
         finally:
-            self.session = None
+            self.session = self.streamer = None
             self.events.session_ended(reason)
 
     async def _read(self, session: Session, streamer: Streamer | None) -> None:

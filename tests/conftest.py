@@ -9,6 +9,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from helpers import FakeClock, Mailbox, free_port
 
+from engine.identity import Identity
 from engine.invitations import InvitationStore
 from engine.xvfb import Xvfb
 
@@ -19,6 +20,12 @@ def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     return tmp_path
+
+
+@pytest.fixture
+def identity(xdg: Path) -> Identity:
+    """This user's key and certificate, made fresh under `xdg`."""
+    return Identity.load_or_create()
 
 
 @pytest.fixture

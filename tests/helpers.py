@@ -1,16 +1,22 @@
-"""Small shared pieces of the invitation, channel, mail and CLI tests."""
+"""Small shared pieces of the tests."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, TypeVar
 
-from engine.tickets import Scrypt
+from engine.identity import Identity
+from engine.invitations import InvitationStore
+from engine.tickets import Address, Scrypt, Ticket
+
+T = TypeVar("T")
 
 # scrypt's cheapest allowed setting: the tests exercise the proof, not its cost.
 CHEAP_KDF = Scrypt(n=Scrypt.MIN_N, r=8, p=1)
@@ -55,3 +61,25 @@ class Mailbox:
         assert isinstance(message, EmailMessage)
         self.messages.append((envelope.mail_from, envelope.rcpt_tos, message))
         return "250 OK"
+
+
+def run(coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+    return asyncio.run(asyncio.wait_for(coroutine, timeout))
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for `condition`; fail the test if it does not come true in `timeout` seconds."""
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def invitation(store: InvitationStore, identity: Identity, *ports: int,
+               password: str | None = "pw", **options: Any) -> Ticket:
+    """An invitation from Alice to the sharer listening on 127.0.0.1 at `ports`."""
+    options.setdefault("lifetime", timedelta(hours=1))
+    return store.create(name="Alice", fingerprint=identity.fingerprint, password=password,
+                        addresses=[Address(host="127.0.0.1", port=p) for p in ports],
+                        kdf=CHEAP_KDF, **options)

@@ -8,14 +8,14 @@ import contextlib
 import hashlib
 import ssl
 import stat
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from helpers import CHEAP_KDF
+from helpers import invitation, run, until
 
 from engine.channel import Session, SessionError
 from engine.client import Client
@@ -39,13 +39,9 @@ from engine.protocol import (
     wire,
 )
 from engine.sharer import ConsentRequest, Sharer, SharerEvents
-from engine.tickets import Address, Ticket, proof
+from engine.tickets import Ticket, proof
 
 T = TypeVar("T")
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(asyncio.wait_for(coroutine, 60))
 
 
 class Novice(SharerEvents):
@@ -84,11 +80,6 @@ class Streaming(Sharer):
                                         time=2.0))
 
 
-@pytest.fixture
-def identity(xdg: Path) -> Identity:
-    return Identity.load_or_create()
-
-
 @contextlib.asynccontextmanager
 async def sharing(store: InvitationStore, identity: Identity, consent: Novice,
                   kind: type[Sharer] = Sharer, **options: Any) -> AsyncIterator[Sharer]:
@@ -98,14 +89,6 @@ async def sharing(store: InvitationStore, identity: Identity, consent: Novice,
         yield sharer
     finally:
         await sharer.close()
-
-
-def invitation(store: InvitationStore, identity: Identity, *ports: int,
-               password: str | None = "pw", **options: Any) -> Ticket:
-    options.setdefault("lifetime", timedelta(hours=1))
-    return store.create(name="Alice", fingerprint=identity.fingerprint, password=password,
-                        addresses=[Address(host="127.0.0.1", port=p) for p in ports],
-                        kdf=CHEAP_KDF, **options)
 
 
 async def join(ticket: Ticket, password: str | None = "pw", **options: Any) -> Session:
@@ -118,15 +101,6 @@ async def refusal(ticket: Ticket, password: str | None = "pw", **options: Any) -
     reason = error.value.reason
     assert reason and "\n" not in reason and "Traceback" not in reason
     return error.value
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for `condition`; fail the test if it does not come true in `timeout` seconds."""
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 def messages_in(data: bytes) -> list[Message]:
