@@ -17,17 +17,28 @@ from PyQt6.QtWidgets import QApplication, QMessageBox, QWidget
 STEP = 0.02
 
 
-@pytest.fixture(name="loop")
-def qt_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
-    """The asyncio loop on Qt's, as `ra-view` and `ra-share` run it."""
+@pytest.fixture(scope="session")
+def _session_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
+    # One loop for the whole run, closed here: a qasync loop left to the garbage collector
+    # closes itself from whichever thread collects it, and its executor shutdown then waits
+    # on that very thread.
     event_loop = qasync.QEventLoop(qapp, already_running=False)
-    asyncio.set_event_loop(event_loop)
+    yield event_loop
+    event_loop.close()
+
+
+@pytest.fixture(name="loop")
+def qt_loop(_session_loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.AbstractEventLoop]:
+    """The asyncio loop on Qt's, as `ra-view` and `ra-share` run it."""
+    asyncio.set_event_loop(_session_loop)
     try:
-        yield event_loop
+        yield _session_loop
     finally:
-        for task in asyncio.all_tasks(event_loop):
+        leftovers = asyncio.all_tasks(_session_loop)
+        for task in leftovers:
             task.cancel()
-        event_loop.run_until_complete(asyncio.sleep(0))
+        if leftovers:
+            _session_loop.run_until_complete(asyncio.wait(leftovers, timeout=10))
         asyncio.set_event_loop(None)
 
 

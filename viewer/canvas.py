@@ -116,7 +116,7 @@ class Canvas(QWidget):
 
     def set_cursor(self, cursor: Cursor) -> None:
         """The remote pointer moved or changed shape (`pixels` empty: same shape as before)."""
-        old = self._cursor_rect()
+        old = self.cursor_rect()
         if cursor.pixels:
             if len(cursor.pixels) != cursor.width * cursor.height * 4:
                 raise ValueError("the cursor shape does not match its size")
@@ -126,7 +126,7 @@ class Canvas(QWidget):
                                         QImage.Format.Format_ARGB32_Premultiplied).copy()
             self._hot = QPoint(cursor.hot_x, cursor.hot_y)
         self._cursor = cursor
-        for rect in (old, self._cursor_rect()):
+        for rect in (old, self.cursor_rect()):
             if rect is not None:
                 self.update(rect)
 
@@ -202,7 +202,7 @@ class Canvas(QWidget):
         # One more pixel each way: smooth scaling blends a changed pixel into its neighbours.
         return mapped.toAlignedRect().adjusted(-1, -1, 1, 1)
 
-    def _cursor_rect(self) -> QRect | None:
+    def cursor_rect(self) -> QRect | None:
         cursor = self._cursor
         if cursor is None or self._cursor_image is None or not cursor.visible:
             return None

@@ -10,7 +10,7 @@ import asyncio
 
 from PyQt6.QtWidgets import QDialog, QInputDialog, QLineEdit, QMessageBox, QWidget
 
-__all__ = ["ask", "ask_password", "ask_yes_no", "tell"]
+__all__ = ["ask", "ask_password", "ask_yes_no", "sentence", "tell"]
 
 
 async def ask(dialog: QDialog) -> int:
@@ -32,15 +32,19 @@ async def ask(dialog: QDialog) -> int:
         dialog.deleteLater()
 
 
-def _first_upper(text: str) -> str:
-    return text[:1].upper() + text[1:]
+def sentence(text: str) -> str:
+    """An engine message ("wrong password; ...") as a sentence: capital first, full stop last.
+
+    Not for messages that start with a file name, whose case is the file's.
+    """
+    text = text.strip().rstrip(".")
+    return text[:1].upper() + text[1:] + "."
 
 
 async def tell(parent: QWidget | None, title: str, text: str,
                icon: QMessageBox.Icon = QMessageBox.Icon.Warning) -> None:
     """A sentence for the user, with OK."""
-    box = QMessageBox(icon, title, _first_upper(text.strip()), QMessageBox.StandardButton.Ok,
-                      parent)
+    box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, parent)
     box.setObjectName("message")
     await ask(box)
 
