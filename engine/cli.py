@@ -52,7 +52,13 @@ from typing import Any, NoReturn
 from engine.capture import CaptureError, ScreenSource
 from engine.dirs import config_dir
 from engine.identity import Identity, IdentityError, format_fingerprint
-from engine.invitations import MAX_FAILED_ATTEMPTS, Invitation, InvitationStore, StoreError
+from engine.invitations import (
+    MAX_FAILED_ATTEMPTS,
+    Invitation,
+    InvitationState,
+    InvitationStore,
+    StoreError,
+)
 from engine.mail import MailError, SmtpSettings, invitation_message, send_message, write_eml
 from engine.netaddr import candidate_addresses
 from engine.protocol import Permission
@@ -236,7 +242,7 @@ def make_invitation(args: argparse.Namespace, out: str | None,
     if problem:
         raise CliError(f"{problem}; {name!r} will not do")
     lifetime = parse_duration(args.expires or defaults.get("expires", DEFAULT_EXPIRES))
-    port = invitation_port(args)
+    port = invitation_port(args, defaults)
     # Everything that can go wrong is checked before the invitation exists.
     password = choose_password(args)
     identity = Identity.load_or_create()
@@ -260,8 +266,8 @@ def make_invitation(args: argparse.Namespace, out: str | None,
     return ticket, path
 
 
-def invitation_port(args: argparse.Namespace) -> int:
-    defaults = _section(load_config(), "invite")
+def invitation_port(args: argparse.Namespace, defaults: Mapping[str, str]) -> int:
+    """The port from --port, else the [invite] section, else the default."""
     return int(args.port or parse_port(defaults.get("port", str(DEFAULT_PORT)), "the port"))
 
 
@@ -285,12 +291,16 @@ def cmd_invite(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Share this screen: serve an invitation, ask before anyone sees it, then stream."""
-    port = invitation_port(args)
+    display = args.display or os.environ.get("DISPLAY")
+    if not display:
+        raise CliError("there is no display to share: run this inside your desktop session, "
+                       "or name one with --display :N")
+    port = invitation_port(args, _section(load_config(), "invite"))
     bind = args.bind
     if args.invitation:
         with InvitationStore() as store:
             invitation = store.get(store.resolve(args.invitation))
-        if invitation.state.value != "open":
+        if invitation.state is not InvitationState.OPEN:
             raise CliError(f"invitation {invitation.id_hex} is {invitation.state.value}; make "
                            "a new one (leave out --invitation)")
         name = invitation.name
@@ -298,10 +308,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         own = [Address(host=bind, port=port)] if bind and bind not in ("0.0.0.0", "::") else None
         ticket, _ = make_invitation(args, args.invite_out, own)
         name = ticket.name
-    display = args.display or os.environ.get("DISPLAY")
-    if not display:
-        raise CliError("there is no display to share: run this inside your desktop session, "
-                       "or name one with --display :N")
     monitor = 0 if args.monitor == "all" else int(args.monitor)
     if args.auto_accept:
         print("ra-share: warning: --auto-accept lets whoever holds the invitation (and its "
