@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import configparser
+import functools
 import getpass
 import json
 import os
@@ -44,7 +45,7 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NoReturn
@@ -235,12 +236,8 @@ def smtp_settings(args: argparse.Namespace, config: configparser.ConfigParser) -
 def make_invitation(args: argparse.Namespace, out: str | None,
                     addresses: list[Address] | None = None) -> tuple[Ticket, Path]:
     """Create an invitation from the invite options, save its ticket, and say so."""
-    config = load_config()
-    defaults = _section(config, "invite")
-    name = args.name or defaults.get("name") or default_name()
-    problem = name_problem(name)
-    if problem:
-        raise CliError(f"{problem}; {name!r} will not do")
+    defaults = _section(load_config(), "invite")
+    name = invitation_name(args, defaults)
     lifetime = parse_duration(args.expires or defaults.get("expires", DEFAULT_EXPIRES))
     port = invitation_port(args, defaults)
     # Everything that can go wrong is checked before the invitation exists.
@@ -264,6 +261,15 @@ def make_invitation(args: argparse.Namespace, out: str | None,
         print("ra-share: warning: this invitation has no password, so anyone who gets the file "
               "can ask to connect (you are still asked to accept)", file=sys.stderr)
     return ticket, path
+
+
+def invitation_name(args: argparse.Namespace, defaults: Mapping[str, str]) -> str:
+    """The novice's name from --name, else the [invite] section, else the account's."""
+    name = str(args.name or defaults.get("name") or default_name())
+    problem = name_problem(name)
+    if problem:
+        raise CliError(f"{problem}; {name!r} will not do")
+    return name
 
 
 def invitation_port(args: argparse.Namespace, defaults: Mapping[str, str]) -> int:
@@ -295,8 +301,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not display:
         raise CliError("there is no display to share: run this inside your desktop session, "
                        "or name one with --display :N")
-    port = invitation_port(args, _section(load_config(), "invite"))
+    defaults = _section(load_config(), "invite")
+    port = invitation_port(args, defaults)
     bind = args.bind
+    invite: Callable[[], object] | None = None
     if args.invitation:
         with InvitationStore() as store:
             invitation = store.get(store.resolve(args.invitation))
@@ -305,19 +313,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            "a new one (leave out --invitation)")
         name = invitation.name
     else:
+        name = invitation_name(args, defaults)
         own = [Address(host=bind, port=port)] if bind and bind not in ("0.0.0.0", "::") else None
-        ticket, _ = make_invitation(args, args.invite_out, own)
-        name = ticket.name
+        invite = functools.partial(make_invitation, args, args.invite_out, own)
     monitor = 0 if args.monitor == "all" else int(args.monitor)
     if args.auto_accept:
         print("ra-share: warning: --auto-accept lets whoever holds the invitation (and its "
               "password) see your screen without asking you", file=sys.stderr)
     novice = TerminalNovice(auto_accept=args.auto_accept)
-    return asyncio.run(_serve(novice, name, display, monitor, bind, port, args.max_fps))
+    return asyncio.run(_serve(novice, name, display, monitor, bind, port, args.max_fps, invite))
 
 
 async def _serve(novice: TerminalNovice, name: str, display: str, monitor: int,
-                 bind: str | None, port: int, max_fps: float) -> int:
+                 bind: str | None, port: int, max_fps: float,
+                 invite: Callable[[], object] | None) -> int:
+    """Listen first, then make the invitation (`invite`): a busy port wastes no invitation."""
     with InvitationStore() as store:
         sharer = Sharer(identity=Identity.load_or_create(), store=store, name=name,
                         events=novice, source=lambda: ScreenSource(display, monitor),
@@ -327,6 +337,12 @@ async def _serve(novice: TerminalNovice, name: str, display: str, monitor: int,
         except OSError as exc:
             raise CliError(f"cannot listen on port {port}: {exc.strerror or exc}; choose "
                            "another with --port") from None
+        try:
+            if invite is not None:
+                invite()
+        except BaseException:
+            await sharer.close()
+            raise
         stopped = asyncio.Event()
         tasks: set[asyncio.Task[object]] = set()
 

@@ -8,6 +8,7 @@ import email.policy
 import json
 import os
 import select
+import socket
 import stat
 import subprocess
 import sys
@@ -288,3 +289,15 @@ def test_serve_needs_a_display(home: Path, monkeypatch: pytest.MonkeyPatch):
 def test_serve_rejects_bad_options(home: Path, flag: list[str]):
     error = one_line_error(ra_share(home, "serve", "--no-password", *flag), status=2)
     assert flag[0] in error
+
+
+def test_serve_on_a_busy_port_wastes_no_invitation(home: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DISPLAY", ":99")  # not opened before an expert connects
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        error = one_line_error(ra_share(home, "serve", "--no-password", "--bind", "127.0.0.1",
+                                        "--port", str(port)))
+    assert f"cannot listen on port {port}" in error
+    assert status(home) == []
