@@ -198,6 +198,8 @@ class Injector:
         self._echo_lock = threading.Lock()
         self._echoes: deque[Echo] = deque(maxlen=100_000)
         self._held_keys: dict[int, int] = {}  # keysym -> keycode the expert holds down
+        # The same keycodes as one value the watcher's thread can read while this one changes.
+        self.held_keycodes: frozenset[int] = frozenset()
         self._held_buttons: set[int] = set()
         self._borrowed: dict[int, Borrowed] = {}  # keysym -> spare keycode, oldest first
         self._unsent = False
@@ -277,6 +279,8 @@ class Injector:
 
     def pointer(self, x: int, y: int, buttons: int = 0) -> bool:
         """Move to (x, y) in screen pixels, then press and release buttons to match `buttons`."""
+        if not self.gate.is_open:  # the quick answer; each event is still checked under lock
+            return False
         self._poll_server()
         # The server clamps to the screen anyway; clamping here keeps the echo recognisable.
         width, height = self._size
@@ -297,6 +301,8 @@ class Injector:
 
     def scroll(self, dx: int, dy: int) -> bool:
         """Wheel clicks: positive dy scrolls down, positive dx right (X buttons 4–7)."""
+        if not self.gate.is_open:
+            return False
         with self._operation() as generation:
             for amount, (back, forth) in ((dy, WHEEL_Y), (dx, WHEEL_X)):
                 button = forth if amount > 0 else back
@@ -311,7 +317,12 @@ class Injector:
     # --- keys -------------------------------------------------------------------------------
 
     def key(self, keysym: int, down: bool) -> bool:
-        """Press or release the key that types `keysym` on the novice's keymap."""
+        """Press or release the key that types `keysym` on the novice's keymap.
+
+        Raises InjectError only when a keysym missing from the keymap finds no spare keycode.
+        """
+        if not self.gate.is_open:
+            return False
         with self._operation() as generation:
             self._poll_server()
             if not down:
@@ -319,6 +330,7 @@ class Injector:
                 if keycode is None or not self._fake(generation, X.KeyRelease, keycode):
                     return False
                 del self._held_keys[keysym]
+                self.held_keycodes = frozenset(self._held_keys.values())
                 return True
             if keysym in self._held_keys:
                 # A repeat from the viewer: press again, as a held key repeats.
@@ -338,6 +350,7 @@ class Injector:
             if not self._fake(generation, X.KeyPress, keycode):
                 return False
             self._held_keys[keysym] = keycode
+            self.held_keycodes = frozenset(self._held_keys.values())
             return True
         finally:
             # Put the modifiers back as they were, whatever happened: they are not ours to keep.
@@ -417,6 +430,7 @@ class Injector:
         for keycode in list(self._held_keys.values()):
             self._fake(None, X.KeyRelease, keycode)
         self._held_keys.clear()
+        self.held_keycodes = frozenset()
         for button in sorted(self._held_buttons):
             self._fake(None, X.ButtonRelease, button)
         self._held_buttons.clear()
@@ -436,10 +450,6 @@ class Injector:
             self._display.close()
 
     # --- echoes, for the watcher (any thread) -----------------------------------------------
-
-    @property
-    def held_keycodes(self) -> frozenset[int]:
-        return frozenset(self._held_keys.values())
 
     def is_echo(self, kind: int, detail: int | tuple[int, int]) -> bool:
         """Whether an event RECORD reported is one this injector made (and forget it if so)."""
@@ -505,8 +515,9 @@ class LocalInputWatcher:
         }])
         self._thread = threading.Thread(target=self._run, name="ra-local-input", daemon=True)
         self._thread.start()
-        if not self._ready.wait(10):
-            raise InjectError("the X server did not start recording input; try again")
+        if not self._ready.wait(10) or not self._thread.is_alive():
+            raise InjectError("the X server did not start recording the novice's input; "
+                              "stop control and try again")
 
     def _run(self) -> None:
         try:

@@ -64,6 +64,13 @@ def test_pointer_outside_the_screen_is_clamped(injector: Injector, xev: Xev, xvf
     assert xev.next() == XEvent(kind="MotionNotify", x=0, y=xvfb.height - 1)
 
 
+def test_clamped_to_the_new_size_after_a_resolution_change(injector: Injector, xev: Xev,
+                                                          xvfb: Xvfb) -> None:
+    xvfb.resize(800, 600)
+    assert injector.pointer(5000, 5000)
+    assert xev.next() == XEvent(kind="MotionNotify", x=799, y=599)
+
+
 def test_scroll_is_wheel_buttons(injector: Injector, xev: Xev) -> None:
     for dx, dy in ((0, 2), (0, -1), (1, 0), (-1, 0)):
         assert inject_message(injector, Scroll(dx=dx, dy=dy))
