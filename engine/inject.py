@@ -74,8 +74,11 @@ MODIFIER_KEYSYMS = frozenset({
     XK.XK_Super_R, XK.XK_Hyper_L, XK.XK_Hyper_R, LEVEL3_KEYSYM, XK.XK_Mode_switch,
     XK.XK_Num_Lock,
 })
-# Keymap columns a keysym may be typed from: plain, Shift, AltGr, AltGr+Shift (group 1).
-USABLE_COLUMNS = (0, 1, 4, 5)
+# Core keymap columns by active XKB group (the core keymap shows the first two groups): plain,
+# Shift, AltGr, AltGr+Shift. Keysyms of the third and fourth groups are lent a spare keycode.
+GROUP_COLUMNS = {0: (0, 1, 4, 5), 1: (2, 3, 6, 7)}
+# XKB reports the active group in bits 13-14 of the core state (XKB protocol, "Core state").
+GROUP_SHIFT = 13
 
 
 class InjectError(RuntimeError):
@@ -164,11 +167,12 @@ def keysym_char(keysym: int) -> str | None:
     return None
 
 
-def produced(syms: tuple[int, ...], shift: bool, level3: bool, lock: bool) -> int:
-    """The keysym a key with core mapping `syms` gives under these modifiers (XKB's reading:
-    Caps Lock flips the case of letters only, and cancels against Shift)."""
-    col = [*syms, *[NO_SYMBOL] * 6][:6]
-    lo, hi = (col[4], col[5]) if level3 and (col[4] or col[5]) else (col[0], col[1])
+def produced(syms: tuple[int, ...], group: int, shift: bool, level3: bool, lock: bool) -> int:
+    """The keysym a key with core mapping `syms` gives in `group` under these modifiers (XKB's
+    reading: Caps Lock flips the case of letters only, and cancels against Shift)."""
+    col = [*syms, *[NO_SYMBOL] * 8]
+    plain, shifted, alt, alt_shifted = (col[c] for c in GROUP_COLUMNS[group])
+    lo, hi = (alt, alt_shifted) if level3 and (alt or alt_shifted) else (plain, shifted)
     hi = hi or lo
     a, b = keysym_char(lo), keysym_char(hi)
     letter = a is not None and b is not None and a.lower() == a != b == a.upper()
@@ -213,11 +217,13 @@ class Injector:
         rows = d.get_keyboard_mapping(first, last - first + 1)
         self._syms: dict[int, tuple[int, ...]] = {
             first + i: tuple(int(s) for s in row) for i, row in enumerate(rows)}
-        self._where: dict[int, tuple[int, int]] = {}  # keysym -> (keycode, column)
-        for column in USABLE_COLUMNS:
-            for keycode, syms in sorted(self._syms.items()):
-                if column < len(syms) and syms[column] != NO_SYMBOL:
-                    self._where.setdefault(syms[column], (keycode, column))
+        # group -> keysym -> (keycode, column), the plainest column first
+        self._where: dict[int, dict[int, tuple[int, int]]] = {g: {} for g in GROUP_COLUMNS}
+        for group, columns in GROUP_COLUMNS.items():
+            for column in columns:
+                for keycode, syms in sorted(self._syms.items()):
+                    if column < len(syms) and syms[column] != NO_SYMBOL:
+                        self._where[group].setdefault(syms[column], (keycode, column))
         modmap = d.get_modifier_mapping()
         self._shift_keycodes = [k for k in modmap[X.ShiftMapIndex] if k]
         self._level3_keycode = next((k for k, s in sorted(self._syms.items())
@@ -360,21 +366,26 @@ class Injector:
     def _plan(self, keysym: int) -> tuple[int | None, list[tuple[int, bool]]]:
         """The keycode for `keysym` and the modifier presses (True) or releases (False) around
         it; no keycode when the keysym is not on the keymap or its modifiers are missing."""
-        found = self._where.get(keysym)
+        loan = self._borrowed.get(keysym)
+        if loan is not None:
+            return loan.keycode, []
+        if keysym in MODIFIER_KEYSYMS:
+            # The same in every group, and pressed as they are: the expert holds them on purpose.
+            return self._where[0].get(keysym, (None, 0))[0], []
+        state = int(self._root.query_pointer().mask)
+        group = state >> GROUP_SHIFT & 3
+        found = self._where.get(group, {}).get(keysym)
         if found is None:
             return None, []
         keycode, column = found
-        if keysym in MODIFIER_KEYSYMS or keycode in {b.keycode for b in self._borrowed.values()}:
-            return keycode, []
-        state = int(self._root.query_pointer().mask)
         shift, lock = bool(state & X.ShiftMask), bool(state & X.LockMask)
         level3 = bool(state & self._level3_mask)
         syms = self._syms[keycode]
-        if produced(syms, shift, level3, lock) == keysym:
+        if produced(syms, group, shift, level3, lock) == keysym:
             return keycode, []
-        want_level3 = column >= 4
+        want_level3 = column in GROUP_COLUMNS[group][2:]
         want_shift = next((s for s in (False, True)
-                           if produced(syms, s, want_level3, lock) == keysym), None)
+                           if produced(syms, group, s, want_level3, lock) == keysym), None)
         if want_shift is None or (want_level3 and self._level3_keycode is None):
             return None, []
         changes: list[tuple[int, bool]] = []
@@ -408,7 +419,6 @@ class Injector:
         self._display.change_keyboard_mapping(spare, [(keysym, keysym)])
         self._borrowed[keysym] = Borrowed(spare, original)
         self._syms[spare] = (keysym, keysym)
-        self._where[keysym] = (spare, 0)
         return spare
 
     def _return_loan(self, keysym: int) -> int:
@@ -416,7 +426,6 @@ class Injector:
         padded = (*loan.original, *[NO_SYMBOL] * 2)[:max(2, len(loan.original))]
         self._display.change_keyboard_mapping(loan.keycode, [padded])
         self._syms[loan.keycode] = loan.original
-        self._where.pop(keysym, None)
         return loan.keycode
 
     # --- letting go -------------------------------------------------------------------------

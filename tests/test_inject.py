@@ -22,6 +22,7 @@ from engine.xvfb import Xvfb
 
 ESCAPE, SHIFT_L, CONTROL_L = 0xFF1B, 0xFFE1, 0xFFE3
 AT, EURO, CYRILLIC_ZHE, CYRILLIC_YA = 0x40, 0x20AC, 0x6D6, 0x6D1
+CYRILLIC_EF, CYRILLIC_ZHE_CAPITAL = 0x6C6, 0x6F6
 
 
 @pytest.fixture
@@ -57,6 +58,14 @@ def test_pointer_moves_and_clicks_arrive(injector: Injector, xev: Xev) -> None:
     got = [(e.kind, e.button) for e in marker(injector, xev) if e.kind != "MotionNotify"]
     assert got == [("ButtonPress", 1), ("ButtonRelease", 1), ("ButtonPress", 2),
                    ("ButtonRelease", 2), ("ButtonPress", 3), ("ButtonRelease", 3)]
+
+
+def test_back_and_forward_bits_are_buttons_8_and_9(injector: Injector, xev: Xev) -> None:
+    # Bits 8 and 16 are not in Buttons yet; the injector already maps them.
+    assert injector.pointer(5, 5, 8) and injector.pointer(5, 5, 16) and injector.pointer(5, 5)
+    got = [(e.kind, e.button) for e in marker(injector, xev) if e.kind != "MotionNotify"]
+    assert got == [("ButtonPress", 8), ("ButtonPress", 9), ("ButtonRelease", 8),
+                   ("ButtonRelease", 9)]
 
 
 def test_pointer_outside_the_screen_is_clamped(injector: Injector, xev: Xev, xvfb: Xvfb) -> None:
@@ -112,6 +121,32 @@ def test_altgr_symbols_on_a_german_layout(injector: Injector, xev: Xev) -> None:
         "ISO_Level3_Shift", "at", "ISO_Level3_Shift", "EuroSign", "z"]
     assert [e.keycode for e in events if e.kind == "KeyPress" and e.name in ("at", "z")] == [
         24, 29]
+
+
+def test_second_layout_active_on_the_novice_side(injector: Injector, xev: Xev,
+                                                xvfb: Xvfb) -> None:
+    from Xlib import X, display
+    from Xlib.ext import xtest
+
+    subprocess.run(["setxkbmap", "-layout", "us,ru", "-option", "grp:caps_toggle"],
+                   env=xev.environ(), check=True)
+    # The novice switches to the Russian layout (xdotool would switch back after its key).
+    novice = display.Display(xvfb.display)
+    try:
+        for kind in (X.KeyPress, X.KeyRelease):
+            xtest.fake_input(novice, kind, 66)  # Caps Lock, which switches layouts here
+        novice.sync()
+        assert novice.screen().root.query_pointer().mask >> 13 & 3 == 1
+    finally:
+        novice.close()
+    tap(injector, CYRILLIC_EF)  # on the 'a' key in this layout
+    tap(injector, CYRILLIC_ZHE_CAPITAL)  # Shift on the ';' key
+    tap(injector, ord("a"))  # not in the active layout at all: a spare keycode
+    events = [e for e in marker(injector, xev)
+              if e.kind == "KeyPress" and e.name not in ("ISO_Next_Group", "Shift_L")]
+    assert [(e.name, e.keycode) for e in events] == [
+        ("Cyrillic_ef", 38), ("Cyrillic_ZHE", 47), ("a", events[-1].keycode)]
+    assert events[-1].keycode not in (38, 47)
 
 
 def test_symbols_missing_from_the_keymap_are_lent_a_keycode(injector: Injector, xev: Xev,
@@ -232,6 +267,19 @@ def test_novice_input_is_activity_and_echoes_are_not(injector: Injector, xev: Xe
         assert not active.is_set()
         subprocess.run(["xdotool", "mousemove", "500", "500"], env=xev.environ(), check=True)
         assert active.wait(10)
+
+
+def test_an_echo_counts_once_and_only_within_its_window(xvfb: Xvfb) -> None:
+    from Xlib import X
+
+    now = [0.0]
+    with Injector(xvfb.display, echo_window=2.0, clock=lambda: now[0]) as injector:
+        injector.gate.open()
+        assert injector.pointer(7, 8) and injector.pointer(9, 10)
+        assert injector.is_echo(X.MotionNotify, (7, 8))
+        assert not injector.is_echo(X.MotionNotify, (7, 8))  # one event, one echo
+        now[0] = 2.5
+        assert not injector.is_echo(X.MotionNotify, (9, 10))  # came too late: the novice's
 
 
 def test_gate_generation_counts_every_open_and_close() -> None:
