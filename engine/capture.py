@@ -4,11 +4,15 @@
 second, small X connection (python-xlib) for what mss does not do:
 
 - **damage** (XDamage on the root window): a grab happens only when something was drawn since the
-  last one, so a static desktop costs a few round trips a second instead of 60 full grabs (x11vnc
+  last one, so a static desktop costs one pointer query a tick instead of a full grab (x11vnc
   does the same); a grab at least every `SAFETY_INTERVAL` guards against drawing XDamage misses;
-- **the screen's size**, read before each grab, so a resolution change is seen at once;
-- **the cursor** (XFixes): position every tick, shape only when its serial changes, so pointer
-  motion never dirties a tile.
+- **the screen's size**, from the root window's ConfigureNotify (RandR sends one on every
+  resolution change), so a resize is seen before the next grab;
+- **the cursor**: its position each tick (QueryPointer), its shape (XFixes) only after XFixes
+  says it changed, so pointer motion never dirties a tile.
+
+Everything but the pointer position arrives as events on that connection, drained each tick
+without a round trip.
 
 A source belongs to the thread that made it (X connections are not shared between threads): the
 sharer makes and uses it on its one capture thread. Whatever goes wrong with the display (it
@@ -18,6 +22,7 @@ vanished, it refused us) is a `CaptureError` with a sentence for people.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -78,7 +83,7 @@ class ScreenSource:
         from Xlib import X
         from Xlib import display as xdisplay
         from Xlib import error as xerror
-        from Xlib.ext import damage
+        from Xlib.ext import damage, xfixes
 
         # Everything python-xlib and mss raise when the display goes away or refuses a request.
         self._xerrors: tuple[type[BaseException], ...] = (
@@ -91,66 +96,69 @@ class ScreenSource:
         except self._xerrors as exc:
             raise CaptureError(f"cannot open the display {display or '$DISPLAY'}: {exc}") from None
         self._root = self._x.screen().root
+        self._root.change_attributes(event_mask=X.StructureNotifyMask)
+        self._configure_event = X.ConfigureNotify
         self._damage_event: int | None = None
         if self._x.has_extension("DAMAGE"):
             self._x.damage_query_version()
             self._damage = self._root.damage_create(damage.DamageReportNonEmpty)
             self._damage_event = self._x.extension_event.DamageNotify
-        self._has_xfixes = self._x.has_extension("XFIXES")
-        if self._has_xfixes:
+        self._cursor_event: int | None = None
+        if self._x.has_extension("XFIXES"):
             self._x.xfixes_query_version()
+            self._x.xfixes_select_cursor_input(self._root, xfixes.XFixesDisplayCursorNotifyMask)
+            self._cursor_event = self._x.extension_event.DisplayCursorNotify[0]
+        self._none = X.NONE
         self._mss_class = mss.MSS
         self._mss: Any = None
-        self._region: dict[str, int] | None = None
-        self._screen_size = (0, 0)
+        self._region = {"left": 0, "top": 0}
+        geometry = self._root.get_geometry()
+        self._size = (int(geometry.width), int(geometry.height))
+        self._grabbed_size = (0, 0)
+        self._damaged = True
         self._last_grab = 0.0
-        self._cursor_serial = -1
-        self._cursor_pixels = b""
-        self._none = X.NONE
+        self._cursor_changed = True
+        self._cursor: CursorImage | None = None
 
     # --- frames -------------------------------------------------------------------------
 
     def grab(self, *, force: bool = False) -> Frame | None:
         try:
-            damaged = self._take_damage()
-            size = self._size()
-            if size != self._screen_size:
-                self._reopen(size)
+            self._drain_events()
+            if self._size != self._grabbed_size:
+                self._reopen()
                 force = True
             now = time.monotonic()
-            if not (force or damaged or now - self._last_grab >= SAFETY_INTERVAL):
+            if not (force or self._damaged or now - self._last_grab >= SAFETY_INTERVAL):
                 return None
+            if self._damaged and self._damage_event is not None:
+                self._x.damage_subtract(self._damage, self._none, self._none)
+                # The subtract must reach the server before mss's grab (another connection):
+                # what is drawn after it makes new damage and so a new grab; nothing is lost.
+                self._x.sync()
+            self._damaged = self._damage_event is None
             self._last_grab = now
             shot = self._mss.grab(self._region)
         except CaptureError:
             raise
         except self._xerrors as exc:
-            raise CaptureError(f"the display {self.display_name or '$DISPLAY'} cannot be "
-                               f"captured any more ({exc or type(exc).__name__})") from None
+            raise self._gone(exc) from None
         width, height = shot.size
         return np.frombuffer(shot.raw, np.uint8).reshape(height, width, 4)
 
-    def _take_damage(self) -> bool:
-        """Whether anything was drawn since the last call; clears the record of it."""
-        if self._damage_event is None:
-            return True
-        damaged = False
+    def _drain_events(self) -> None:
+        """Note what the server reported since the last tick (no round trip)."""
         while self._x.pending_events():
-            if self._x.next_event().type == self._damage_event:
-                damaged = True
-        if damaged:
-            self._x.damage_subtract(self._damage, self._none, self._none)
-            # The subtract must reach the server before mss's grab (another connection): what is
-            # drawn after it makes new damage and so a new grab; nothing falls in between.
-            self._x.sync()
-        return damaged
+            event = self._x.next_event()
+            if event.type == self._damage_event:
+                self._damaged = True
+            elif event.type == self._cursor_event:
+                self._cursor_changed = True
+            elif event.type == self._configure_event and event.window == self._root:
+                self._size = (int(event.width), int(event.height))
 
-    def _size(self) -> tuple[int, int]:
-        geometry = self._root.get_geometry()
-        return int(geometry.width), int(geometry.height)
-
-    def _reopen(self, size: tuple[int, int]) -> None:
-        """(Re)connect mss: its monitor list is read once per connection."""
+    def _reopen(self) -> None:
+        """(Re)connect mss: it reads the monitor list once per connection."""
         if self._mss is not None:
             self._mss.close()
         self._mss = self._mss_class(display=self.display_name)
@@ -159,28 +167,33 @@ class ScreenSource:
             raise CaptureError(f"the display has {len(monitors) - 1} monitor(s); there is no "
                                f"monitor {self.monitor}")
         self._region = dict(monitors[self.monitor])
-        self._screen_size = size
+        self._grabbed_size = self._size
+
+    def _gone(self, exc: BaseException) -> CaptureError:
+        return CaptureError(f"the display {self.display_name or '$DISPLAY'} cannot be "
+                            f"captured any more ({exc or type(exc).__name__})")
 
     # --- cursor -------------------------------------------------------------------------
 
     def cursor(self) -> CursorImage | None:
-        if not self._has_xfixes:
-            return None
         try:
-            image = self._x.xfixes_get_cursor_image(self._root)
+            self._drain_events()
+            if self._cursor_changed and self._cursor_event is not None:
+                image = self._x.xfixes_get_cursor_image(self._root)
+                self._cursor_changed = False
+                # CARD32 ARGB per pixel; little-endian bytes are B, G, R, A.
+                self._cursor = CursorImage(
+                    x=0, y=0, hot_x=int(image.xhot), hot_y=int(image.yhot),
+                    width=int(image.width), height=int(image.height),
+                    serial=int(image.cursor_serial),
+                    pixels=np.asarray(image.cursor_image, "<u4").tobytes())
+            if self._cursor is None:
+                return None
+            pointer = self._root.query_pointer()
         except self._xerrors as exc:
-            raise CaptureError(f"the display {self.display_name or '$DISPLAY'} cannot be "
-                               f"captured any more ({exc})") from None
-        serial = int(image.cursor_serial)
-        if serial != self._cursor_serial:
-            # CARD32 ARGB per pixel; little-endian bytes are B, G, R, A.
-            self._cursor_pixels = np.asarray(image.cursor_image, "<u4").tobytes()
-            self._cursor_serial = serial
-        region = self._region or {"left": 0, "top": 0}
-        return CursorImage(x=int(image.x) - region["left"], y=int(image.y) - region["top"],
-                           hot_x=int(image.xhot), hot_y=int(image.yhot),
-                           width=int(image.width), height=int(image.height), serial=serial,
-                           pixels=self._cursor_pixels)
+            raise self._gone(exc) from None
+        return dataclasses.replace(self._cursor, x=int(pointer.root_x) - self._region["left"],
+                                   y=int(pointer.root_y) - self._region["top"])
 
     def close(self) -> None:
         if self._mss is not None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import configparser
+import functools
 import getpass
 import json
 import os
@@ -44,7 +45,7 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NoReturn
@@ -52,7 +53,13 @@ from typing import Any, NoReturn
 from engine.capture import CaptureError, ScreenSource
 from engine.dirs import config_dir
 from engine.identity import Identity, IdentityError, format_fingerprint
-from engine.invitations import MAX_FAILED_ATTEMPTS, Invitation, InvitationStore, StoreError
+from engine.invitations import (
+    MAX_FAILED_ATTEMPTS,
+    Invitation,
+    InvitationState,
+    InvitationStore,
+    StoreError,
+)
 from engine.mail import MailError, SmtpSettings, invitation_message, send_message, write_eml
 from engine.netaddr import candidate_addresses
 from engine.protocol import Permission
@@ -229,14 +236,10 @@ def smtp_settings(args: argparse.Namespace, config: configparser.ConfigParser) -
 def make_invitation(args: argparse.Namespace, out: str | None,
                     addresses: list[Address] | None = None) -> tuple[Ticket, Path]:
     """Create an invitation from the invite options, save its ticket, and say so."""
-    config = load_config()
-    defaults = _section(config, "invite")
-    name = args.name or defaults.get("name") or default_name()
-    problem = name_problem(name)
-    if problem:
-        raise CliError(f"{problem}; {name!r} will not do")
+    defaults = _section(load_config(), "invite")
+    name = invitation_name(args, defaults)
     lifetime = parse_duration(args.expires or defaults.get("expires", DEFAULT_EXPIRES))
-    port = invitation_port(args)
+    port = invitation_port(args, defaults)
     # Everything that can go wrong is checked before the invitation exists.
     password = choose_password(args)
     identity = Identity.load_or_create()
@@ -260,8 +263,17 @@ def make_invitation(args: argparse.Namespace, out: str | None,
     return ticket, path
 
 
-def invitation_port(args: argparse.Namespace) -> int:
-    defaults = _section(load_config(), "invite")
+def invitation_name(args: argparse.Namespace, defaults: Mapping[str, str]) -> str:
+    """The novice's name from --name, else the [invite] section, else the account's."""
+    name = str(args.name or defaults.get("name") or default_name())
+    problem = name_problem(name)
+    if problem:
+        raise CliError(f"{problem}; {name!r} will not do")
+    return name
+
+
+def invitation_port(args: argparse.Namespace, defaults: Mapping[str, str]) -> int:
+    """The port from --port, else the [invite] section, else the default."""
     return int(args.port or parse_port(defaults.get("port", str(DEFAULT_PORT)), "the port"))
 
 
@@ -285,33 +297,37 @@ def cmd_invite(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Share this screen: serve an invitation, ask before anyone sees it, then stream."""
-    port = invitation_port(args)
-    bind = args.bind
-    if args.invitation:
-        with InvitationStore() as store:
-            invitation = store.get(store.resolve(args.invitation))
-        if invitation.state.value != "open":
-            raise CliError(f"invitation {invitation.id_hex} is {invitation.state.value}; make "
-                           "a new one (leave out --invitation)")
-        name = invitation.name
-    else:
-        own = [Address(host=bind, port=port)] if bind and bind not in ("0.0.0.0", "::") else None
-        ticket, _ = make_invitation(args, args.invite_out, own)
-        name = ticket.name
     display = args.display or os.environ.get("DISPLAY")
     if not display:
         raise CliError("there is no display to share: run this inside your desktop session, "
                        "or name one with --display :N")
+    defaults = _section(load_config(), "invite")
+    port = invitation_port(args, defaults)
+    bind = args.bind
+    invite: Callable[[], object] | None = None
+    if args.invitation:
+        with InvitationStore() as store:
+            invitation = store.get(store.resolve(args.invitation))
+        if invitation.state is not InvitationState.OPEN:
+            raise CliError(f"invitation {invitation.id_hex} is {invitation.state.value}; make "
+                           "a new one (leave out --invitation)")
+        name = invitation.name
+    else:
+        name = invitation_name(args, defaults)
+        own = [Address(host=bind, port=port)] if bind and bind not in ("0.0.0.0", "::") else None
+        invite = functools.partial(make_invitation, args, args.invite_out, own)
     monitor = 0 if args.monitor == "all" else int(args.monitor)
     if args.auto_accept:
         print("ra-share: warning: --auto-accept lets whoever holds the invitation (and its "
               "password) see your screen without asking you", file=sys.stderr)
     novice = TerminalNovice(auto_accept=args.auto_accept)
-    return asyncio.run(_serve(novice, name, display, monitor, bind, port, args.max_fps))
+    return asyncio.run(_serve(novice, name, display, monitor, bind, port, args.max_fps, invite))
 
 
 async def _serve(novice: TerminalNovice, name: str, display: str, monitor: int,
-                 bind: str | None, port: int, max_fps: float) -> int:
+                 bind: str | None, port: int, max_fps: float,
+                 invite: Callable[[], object] | None) -> int:
+    """Listen first, then make the invitation (`invite`): a busy port wastes no invitation."""
     with InvitationStore() as store:
         sharer = Sharer(identity=Identity.load_or_create(), store=store, name=name,
                         events=novice, source=lambda: ScreenSource(display, monitor),
@@ -321,6 +337,12 @@ async def _serve(novice: TerminalNovice, name: str, display: str, monitor: int,
         except OSError as exc:
             raise CliError(f"cannot listen on port {port}: {exc.strerror or exc}; choose "
                            "another with --port") from None
+        try:
+            if invite is not None:
+                invite()
+        except BaseException:
+            await sharer.close()
+            raise
         stopped = asyncio.Event()
         tasks: set[asyncio.Task[object]] = set()
 

@@ -68,3 +68,10 @@ def candidate_addresses(port: int) -> list[Address]:
     """The addresses to put in a ticket, best first; loopback last, for the same machine."""
     hosts = [*local_addresses(), "127.0.0.1"]
     return [Address(host=host, port=port) for host in hosts]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (for tests and the demo, which bind at once)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])

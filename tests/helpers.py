@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -14,18 +13,16 @@ from typing import Any, TypeVar
 
 from engine.identity import Identity
 from engine.invitations import InvitationStore
+from engine.netaddr import free_port
 from engine.tickets import Address, Scrypt, Ticket
+
+__all__ = ["CHEAP_KDF", "FakeClock", "Mailbox", "attachment", "free_port", "invitation", "run",
+           "until"]
 
 T = TypeVar("T")
 
 # scrypt's cheapest allowed setting: the tests exercise the proof, not its cost.
 CHEAP_KDF = Scrypt(n=Scrypt.MIN_N, r=8, p=1)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

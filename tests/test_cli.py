@@ -8,6 +8,7 @@ import email.policy
 import json
 import os
 import select
+import socket
 import stat
 import subprocess
 import sys
@@ -264,3 +265,39 @@ def test_password_prompt_on_a_terminal(home: Path):
     nonce = b"n" * 32
     with InvitationStore() as store:
         assert store.verify(ticket.id, nonce, proof(key, nonce, ticket.id)).id == ticket.id
+
+
+def test_serve_refuses_an_invitation_that_is_not_open(home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DISPLAY", ":99")  # checked before the display is opened
+    ok(ra_share(home, "invite", "--no-password", "--out", "a.rainvite"))
+    (record,) = status(home)
+    ok(ra_share(home, "expire", record["id"][:8]))
+    error = one_line_error(ra_share(home, "serve", "--invitation", record["id"][:8]))
+    assert f"invitation {record['id']} is revoked; make a new one" in error
+
+
+def test_serve_needs_a_display(home: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    error = one_line_error(ra_share(home, "serve", "--no-password", "--invite-out", "b.rainvite"))
+    assert "there is no display to share" in error
+    assert status(home) == []
+
+
+@pytest.mark.parametrize("flag", [["--monitor", "0"], ["--monitor", "left"],
+                                  ["--max-fps", "0"], ["--max-fps", "fast"]])
+def test_serve_rejects_bad_options(home: Path, flag: list[str]):
+    error = one_line_error(ra_share(home, "serve", "--no-password", *flag), status=2)
+    assert flag[0] in error
+
+
+def test_serve_on_a_busy_port_wastes_no_invitation(home: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DISPLAY", ":99")  # not opened before an expert connects
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        error = one_line_error(ra_share(home, "serve", "--no-password", "--bind", "127.0.0.1",
+                                        "--port", str(port)))
+    assert f"cannot listen on port {port}" in error
+    assert status(home) == []

@@ -23,7 +23,7 @@ from engine.channel import SessionError
 from engine.client import Client, Viewer, ViewerEvents
 from engine.identity import Identity
 from engine.invitations import InvitationState, InvitationStore
-from engine.protocol import Chat, Cursor, Reason
+from engine.protocol import Chat, Cursor, Reason, RefreshRequest
 from engine.sharer import ConsentRequest, Sharer, SharerEvents
 from engine.tickets import Ticket
 from engine.xvfb import Xvfb
@@ -377,3 +377,36 @@ def test_refusals_from_the_command_line(xvfb, xdg, tmp_path, store, identity):
             assert not (tmp_path / "x.png").exists()
 
     run(scenario())
+
+
+def test_a_refresh_request_brings_a_keyframe(xvfb, store, identity):
+    async def scenario() -> None:
+        async with sharing(xvfb, store, identity, Novice()) as sharer:
+            ticket = invitation(store, identity, sharer.port)
+            expert = Expert()
+            async with watching(ticket, expert) as (viewer, _):
+                await until(lambda: shows(viewer, xvfb.display))
+                assert len(expert.sizes) == 1
+                # A static screen sends nothing more, until the viewer asks for it whole.
+                await asyncio.sleep(0.3)
+                frames = viewer.frames
+                await viewer.session.send(RefreshRequest())
+                await until(lambda: len(expert.sizes) == 2)
+                assert viewer.frames == frames + 1
+                assert shows(viewer, xvfb.display)
+
+    run(scenario())
+
+
+def test_monitors(xvfb):
+    with pytest.raises(CaptureError, match="there is no monitor 5"):
+        ScreenSource(xvfb.display, monitor=5).grab()
+    source = ScreenSource(xvfb.display, monitor=0)
+    try:
+        frame = source.grab()
+        assert frame is not None and frame.shape == (768, 1024, 4)
+        # Nothing drawn since: no grab, until forced.
+        assert source.grab() is None
+        assert source.grab(force=True) is not None
+    finally:
+        source.close()
