@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from PyQt6.QtCore import QPoint, Qt
-from PyQt6.QtGui import QImage
+from PyQt6.QtCore import QPoint, QPointF, Qt
+from PyQt6.QtGui import QImage, QWheelEvent
+from PyQt6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from engine.protocol import Buttons, Cursor
@@ -148,10 +153,6 @@ def test_input_is_forwarded_only_in_control(qtbot: QtBot, view: CanvasView) -> N
 
 
 def test_wheel_turns_are_clicks_down_positive(qtbot: QtBot, view: CanvasView) -> None:
-    from PyQt6.QtCore import QPointF
-    from PyQt6.QtGui import QWheelEvent
-    from PyQt6.QtWidgets import QApplication
-
     canvas = shown(qtbot, view, 200, 100)
     canvas.set_framebuffer(bgrx(100, 200, (0, 0, 0)))
     canvas.set_controlling(True)
@@ -178,3 +179,39 @@ def test_keysyms_without_a_native_key() -> None:
     assert keysym_for_key(Qt.Key.Key_Eacute, "é") == 0xE9
     assert keysym_for_key(0x20AC, "€") == 0x010020AC
     assert keysym_for_key(Qt.Key.Key_unknown, "") == 0
+
+
+HIDPI_SCRIPT = """
+import numpy as np
+from PyQt6.QtCore import QPointF
+from PyQt6.QtWidgets import QApplication
+from viewer.canvas import CanvasView
+
+app = QApplication([])
+view = CanvasView()
+view.resize(400, 300)
+view.show()
+frame = np.zeros((100, 200, 4), np.uint8)
+frame[..., 3] = 0xFF
+frame[:, 1::2, 2] = 0xFF  # odd columns red: any resampling would blend them
+canvas = view.canvas
+canvas.set_fit(False)
+canvas.set_framebuffer(frame)
+app.processEvents()
+image = canvas.grab().toImage()
+red = [image.pixelColor(x, 10).red() for x in range(6)]
+print(canvas.devicePixelRatioF(), canvas.width(), canvas.height(), image.width(),
+      image.height(), red, canvas.remote_position(QPointF(50.5, 25.0)), sep="|")
+"""
+
+
+def test_one_to_one_is_one_remote_pixel_per_device_pixel_on_hidpi() -> None:
+    environment = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": "2"}
+    result = subprocess.run([sys.executable, "-c", HIDPI_SCRIPT], env=environment,
+                            capture_output=True, text=True, timeout=60, check=True)
+    ratio, width, height, device_w, device_h, red, position = result.stdout.strip().split("|")
+    assert float(ratio) == 2.0
+    # Half as many logical pixels; every device pixel is one remote pixel, unblended.
+    assert (int(width), int(height), int(device_w), int(device_h)) == (100, 50, 200, 100)
+    assert red == "[0, 255, 0, 255, 0, 255]"
+    assert position == "(101, 50)"
