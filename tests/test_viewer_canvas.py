@@ -12,6 +12,7 @@ from PyQt6.QtCore import QPoint, QPointF, Qt
 from PyQt6.QtGui import QImage, QWheelEvent
 from PyQt6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
+from viewer_support import STEP  # noqa: F401  (sets the offscreen platform first)
 
 from engine.protocol import Buttons, Cursor
 from viewer.canvas import Canvas, CanvasView
