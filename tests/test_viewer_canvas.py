@@ -32,6 +32,10 @@ def pixel(image: QImage, x: int, y: int) -> tuple[int, int, int]:
     return colour.red(), colour.green(), colour.blue()
 
 
+def colours(image: QImage, *points: tuple[int, int]) -> list[tuple[int, int, int]]:
+    return [pixel(image, x, y) for x, y in points]
+
+
 def shown(qtbot: QtBot, view: CanvasView, width: int, height: int) -> Canvas:
     view.resize(width, height)
     view.show()
@@ -56,11 +60,8 @@ def test_one_to_one_paints_each_pixel_in_place(qtbot: QtBot, view: CanvasView) -
     canvas.set_framebuffer(frame)
     grab = canvas.grab().toImage()
     assert grab.width() == 160 and grab.height() == 100
-    assert pixel(grab, 0, 0) == (0, 0, 255)
-    assert pixel(grab, 30, 10) == (0, 255, 0)
-    assert pixel(grab, 49, 19) == (0, 255, 0)
-    assert pixel(grab, 50, 19) == (0, 0, 255)
-    assert pixel(grab, 100, 50) == (0x30, 0x20, 0x10)
+    assert colours(grab, (0, 0), (30, 10), (49, 19), (50, 19), (100, 50)) == [
+        (0, 0, 255), (0, 255, 0), (0, 255, 0), (0, 0, 255), (0x30, 0x20, 0x10)]
 
 
 def test_changes_in_place_show_after_changed(qtbot: QtBot, view: CanvasView) -> None:
@@ -72,10 +73,8 @@ def test_changes_in_place_show_after_changed(qtbot: QtBot, view: CanvasView) -> 
     # The decoder writes into the same array; the QImage is a view over it, not a copy.
     frame[40:60, 70:90] = (0, 0, 0xFF, 0xFF)
     canvas.changed([(70, 40, 20, 20)])
-    grab = canvas.grab().toImage()
-    assert pixel(grab, 70, 40) == (255, 0, 0)
-    assert pixel(grab, 89, 59) == (255, 0, 0)
-    assert pixel(grab, 90, 60) == (255, 255, 255)
+    assert colours(canvas.grab().toImage(), (70, 40), (89, 59), (90, 60)) == [
+        (255, 0, 0), (255, 0, 0), (255, 255, 255)]
 
 
 def test_fit_scales_and_centres(qtbot: QtBot, view: CanvasView) -> None:

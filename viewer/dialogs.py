@@ -1,4 +1,6 @@
-"""Dialogs that do not block: each is opened and its answer awaited on the shared asyncio loop.
+"""Dialogs that do not block, and the few widget helpers both windows use.
+
+Dialogs that do not block: each is opened and its answer awaited on the shared asyncio loop.
 
 `QDialog.exec()` would start a nested Qt loop inside a coroutine, under qasync's own; `open()`
 plus a future keeps one loop and lets the session go on (chat, frames) while a question waits.
@@ -7,10 +9,37 @@ plus a future keeps one loop and lets the session go on (chat, frames) while a q
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from PyQt6.QtWidgets import QDialog, QInputDialog, QLineEdit, QMessageBox, QWidget
+from PyQt6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QWidget,
+)
 
-__all__ = ["ask", "ask_password", "ask_yes_no", "sentence", "tell"]
+__all__ = ["ask", "ask_password", "ask_yes_no", "button", "hbox", "sentence", "tell"]
+
+
+def button(text: str, name: str, clicked: Callable[[], object]) -> QPushButton:
+    """A push button with an object name (tests and style sheets find it by that)."""
+    widget = QPushButton(text)
+    widget.setObjectName(name)
+    widget.clicked.connect(lambda: clicked())
+    return widget
+
+
+def hbox(*widgets: QWidget, stretch: bool = False) -> QHBoxLayout:
+    """Widgets side by side, pushed to the left when `stretch`."""
+    layout = QHBoxLayout()
+    for widget in widgets:
+        layout.addWidget(widget)
+    if stretch:
+        layout.addStretch()
+    return layout
 
 
 async def ask(dialog: QDialog) -> int:

@@ -28,10 +28,8 @@ from PyQt6.QtWidgets import (
     QDialog,
     QDockWidget,
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
-    QPushButton,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -47,7 +45,7 @@ from engine.tickets import EXTENSION, Ticket, TicketError
 from viewer.canvas import CanvasView
 from viewer.chat import ChatPanel
 from viewer.desktop import install_desktop_main
-from viewer.dialogs import ask, ask_password, sentence, tell
+from viewer.dialogs import ask, ask_password, button, hbox, sentence, tell
 
 __all__ = ["ExpertWindow", "main"]
 
@@ -142,12 +140,8 @@ class ExpertWindow(QMainWindow):
         self.code_label.setObjectName("code")
         self.control_label = QLabel()
         self.control_label.setObjectName("control-state")
-        self.control_button = QPushButton("Take Control")
-        self.control_button.setObjectName("control")
-        self.control_button.clicked.connect(self._control_clicked)
-        header = QHBoxLayout()
-        header.addWidget(self.peer_label)
-        header.addWidget(self.code_label)
+        self.control_button = button("Take Control", "control", self._control_clicked)
+        header = hbox(self.peer_label, self.code_label)
         header.addStretch()
         header.addWidget(self.control_label)
         header.addWidget(self.control_button)
