@@ -71,6 +71,14 @@ class Channel:
         except OSError as exc:  # ConnectionError and ssl.SSLError included
             raise SessionError(f"the connection was lost ({exc})", Reason.ENDED) from None
 
+    def post(self, message: Message) -> None:
+        """Send without waiting for the transport to drain: for small messages that must leave
+        in order from code that cannot wait (control answers). A lost connection shows at the
+        next read."""
+        data = self.connection.send(message)
+        if not self._writer.is_closing():
+            self._writer.write(data)
+
     async def receive(self, timeout: float | None = None) -> Message:
         """The peer's next message. Its Bye or Error, and every failure, raise SessionError."""
         try:
@@ -142,6 +150,9 @@ class Session:
 
     async def send(self, message: Message) -> None:
         await self.channel.send(message)
+
+    def post(self, message: Message) -> None:
+        self.channel.post(message)
 
     async def next_message(self, timeout: float | None = None) -> Message:
         """The peer's next message; SessionError when the session ends, with why."""

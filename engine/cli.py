@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from engine.capture import CaptureError, ScreenSource
+from engine.control import ControlState
 from engine.dirs import config_dir
 from engine.identity import Identity, IdentityError, format_fingerprint
 from engine.invitations import (
@@ -331,7 +332,7 @@ async def _serve(novice: TerminalNovice, name: str, display: str, monitor: int,
     with InvitationStore() as store:
         sharer = Sharer(identity=Identity.load_or_create(), store=store, name=name,
                         events=novice, source=lambda: ScreenSource(display, monitor),
-                        max_fps=max_fps)
+                        display=display, max_fps=max_fps)
         try:
             await sharer.start(bind, port)
         except OSError as exc:
@@ -352,11 +353,20 @@ async def _serve(novice: TerminalNovice, name: str, display: str, monitor: int,
             task.add_done_callback(tasks.discard)
 
         novice.on_chat = lambda text: spawn(sharer.send_chat(text))
+        novice.on_stop = sharer.stop_control
         novice.on_end = lambda: spawn(sharer.end_session())
         novice.on_quit = stopped.set
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stopped.set)
+
+        def interrupted() -> None:
+            # Ctrl+C in this terminal: first it takes control back, as on the desktop.
+            if sharer.handover is not None and sharer.handover.state is ControlState.CONTROLLED:
+                sharer.stop_control(f"{name} pressed Ctrl+C")
+            else:
+                stopped.set()
+
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+        loop.add_signal_handler(signal.SIGTERM, stopped.set)
         novice.start()
         novice.say(f"Sharing {display} on port {sharer.port}; waiting for the expert. "
                    "Ctrl+C or /quit stops sharing.")

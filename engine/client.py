@@ -36,6 +36,7 @@ from engine.protocol import (
     ConsentPending,
     ControlDeny,
     ControlGrant,
+    ControlPause,
     ControlRequest,
     ControlRevoke,
     Cursor,
@@ -186,6 +187,9 @@ class ViewerEvents:
     def control(self, granted: bool, reason: str) -> None:
         """Control was granted, denied or taken back."""
 
+    def paused(self, reason: str, seconds: float) -> None:
+        """The novice is using the desktop: input is dropped for about `seconds`."""
+
     def ended(self, error: SessionError) -> None:
         """The session is over; `error.reason` says why."""
 
@@ -246,6 +250,8 @@ class Viewer:
         elif isinstance(message, ControlGrant):
             self.controlling = True
             self.events.control(True, f"{self.session.start.sharer_name} gave you control")
+        elif isinstance(message, ControlPause):
+            self.events.paused(message.reason, message.seconds)
         elif isinstance(message, ControlDeny | ControlRevoke):
             self.controlling = False
             self.events.control(False, message.reason)

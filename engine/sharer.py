@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from engine.capture import CaptureError, FrameSource
 from engine.channel import Channel, Session, SessionError
+from engine.handover import Handover, HandoverListener
 from engine.identity import Identity
 from engine.invitations import InvitationRefused, InvitationStore
 from engine.protocol import (
@@ -37,7 +38,6 @@ from engine.protocol import (
     AuthResult,
     Chat,
     ConsentPending,
-    ControlDeny,
     ControlRequest,
     ControlRevoke,
     FrameAck,
@@ -76,10 +76,11 @@ class ConsentRequest:
     peer: str
 
 
-class SharerEvents:
+class SharerEvents(HandoverListener):
     """What the sharer asks the novice and tells them; override what a front end shows.
 
     The defaults answer no and show nothing, so a front end that forgets a question refuses.
+    `control_requested` and `control` (from `HandoverListener`) are about taking control.
     """
 
     async def consent(self, request: ConsentRequest) -> bool:
@@ -122,21 +123,30 @@ class Sharer:
         name: str,
         events: SharerEvents,
         source: Callable[[], FrameSource] | None = None,
+        display: str | None = None,
         max_fps: float = DEFAULT_MAX_FPS,
+        grace: float | None = None,
         handshake_timeout: float = 30.0,
         consent_timeout: float = 120.0,
     ) -> None:
-        """`source` opens what is shared (on the capture thread); None shares no screen."""
+        """`source` opens what is shared (on the capture thread); None shares no screen.
+
+        `display` is the X display the expert's input goes to while they have control (None:
+        control is never granted); `grace` how long the novice's own input pauses theirs.
+        """
         self.identity = identity
         self.store = store
         self.name = name
         self.events = events
         self.max_fps = max_fps
+        self.display = display
+        self.grace = grace
         self.handshake_timeout = handshake_timeout
         self.consent_timeout = consent_timeout
         self.active: Channel | None = None
         self.session: Session | None = None
         self.streamer: Streamer | None = None
+        self.handover: Handover | None = None
         self._capture = CaptureThread(source) if source is not None else None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -252,16 +262,21 @@ class Sharer:
     async def run_session(self, session: Session) -> None:
         """The session after SessionStart, until either side ends it."""
         self.session = session
-        self.events.session_started(session.start)
+        start = session.start
+        handover = self.handover = Handover(
+            permissions=start.permissions, viewer_name=start.viewer_name,
+            sharer_name=self.name, display=self.display, post=session.post,
+            listener=self.events, grace=self.grace)
+        self.events.session_started(start)
         streamer = self.streamer = (
             Streamer(session.send, self._capture, max_fps=self.max_fps)
             if self._capture is not None else None)
         reason = "the session ended"
         try:
             if streamer is None:
-                await self._read(session, streamer)
+                await self._read(session, streamer, handover)
             else:
-                await _first_to_finish(self._read(session, streamer), streamer.run())
+                await _first_to_finish(self._read(session, streamer, handover), streamer.run())
         except SessionError as exc:
             reason = exc.reason
             raise
@@ -270,17 +285,18 @@ class Sharer:
             self.events.notice(f"Your screen cannot be shared any more: {exc}")
             raise SessionError(reason, code) from None
         finally:
-            self.session = self.streamer = None
+            handover.end()
+            self.session = self.streamer = self.handover = None
             self.events.session_ended(reason)
 
-    async def _read(self, session: Session, streamer: Streamer | None) -> None:
+    async def _read(self, session: Session, streamer: Streamer | None,
+                    handover: Handover) -> None:
         """Everything the viewer sends, in order, until the session ends."""
-        viewer = session.start.viewer_name
         while True:
             message = await session.next_message()
-            await self._dispatch(session, streamer, viewer, message)
+            await self._dispatch(session, streamer, handover, message)
 
-    async def _dispatch(self, session: Session, streamer: Streamer | None, viewer: str,
+    async def _dispatch(self, session: Session, streamer: Streamer | None, handover: Handover,
                         message: Message) -> None:
         if isinstance(message, FrameAck):
             if streamer is None or not streamer.acked(message.seq):
@@ -293,12 +309,14 @@ class Sharer:
                 streamer.refresh()
         elif isinstance(message, Chat):
             # The sender is the name the novice accepted, whatever the message claims.
-            self.events.chat(Chat(sender=viewer, text=message.text, time=time.time()))
+            self.events.chat(Chat(sender=handover.viewer_name, text=message.text,
+                                  time=time.time()))
+        elif isinstance(message, Pointer | Key | Scroll):
+            handover.expert_input(message)
         elif isinstance(message, ControlRequest):
-            await session.send(ControlDeny(reason=f"{self.name} shares the screen to be "
-                                                  "viewed only"))
-        elif isinstance(message, ControlRevoke | Pointer | Key | Scroll):
-            log.debug("%s: %s without control, ignored", session.peer, type(message).__name__)
+            handover.expert_requests()
+        elif isinstance(message, ControlRevoke):
+            handover.expert_releases()
 
     async def send_chat(self, text: str) -> Chat | None:
         """Say something to the expert; the line as sent, or None when nobody is connected."""
@@ -308,6 +326,11 @@ class Sharer:
         line = Chat(sender=self.name, text=text, time=time.time())
         await session.send(line)
         return line
+
+    def stop_control(self, reason: str | None = None) -> None:
+        """The novice takes control back (Stop Control); the session goes on, view-only."""
+        if self.handover is not None:
+            self.handover.novice_stops(reason or f"{self.name} pressed Stop Control")
 
     async def end_session(self) -> None:
         """End the current session for good (the expert must connect again to come back)."""

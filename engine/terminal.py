@@ -1,9 +1,9 @@
 """The novice's side in a terminal: `ra-share serve` asks and tells through standard input/output.
 
 Each line the novice types is chat to the expert, except the answers to questions (y / n) and
-the commands ``/end`` (end the session) and ``/quit`` (stop sharing). Standard input is read by
-a thread, because asyncio cannot read a terminal without blocking on every platform; lines hop
-to the event loop through a queue.
+the commands ``/stop`` (stop control), ``/end`` (end the session) and ``/quit`` (stop
+sharing). Standard input is read by a thread, because asyncio cannot read a terminal without
+blocking on every platform; lines hop to the event loop through a queue.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class TerminalNovice(SharerEvents):
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
         self._question: asyncio.Future[str | None] | None = None
         self.on_chat: Callable[[str], object] | None = None
+        self.on_stop: Callable[[], object] | None = None
         self.on_end: Callable[[], object] | None = None
         self.on_quit: Callable[[], object] | None = None
 
@@ -56,7 +57,9 @@ class TerminalNovice(SharerEvents):
         if line is None:
             return
         text = line.strip()
-        if text == "/end" and self.on_end is not None:
+        if text == "/stop" and self.on_stop is not None:
+            self.on_stop()
+        elif text == "/end" and self.on_end is not None:
             self.on_end()
         elif text == "/quit" and self.on_quit is not None:
             self.on_quit()
@@ -90,7 +93,18 @@ class TerminalNovice(SharerEvents):
         self.say(f"{start.viewer_name} can see your screen now. Type to chat; /end ends the "
                  "session, /quit stops sharing.")
         if start.permissions & Permission.CONTROL:
-            self.say("If you let the expert take control, Esc or Ctrl+C takes it back.")
+            self.say("If you let the expert take control, Esc, Ctrl+C or /stop takes it back.")
+
+    async def control_requested(self, viewer_name: str) -> bool:
+        self.say(f"{viewer_name} asks to take control of your mouse and keyboard. You can stop "
+                 "it at any moment: press Esc or Ctrl+C on your desktop, or type /stop here.")
+        if self.auto_accept:
+            self.say("Accepted automatically (--auto-accept).")
+            return True
+        return await self.ask(f"Let {viewer_name} take control?")
+
+    def control(self, controlled: bool, reason: str) -> None:
+        self.say(("Control: " if controlled else "Control ended: ") + reason + ".")
 
     def session_ended(self, reason: str) -> None:
         self.say(f"Session over: {reason}.")

@@ -10,7 +10,7 @@ Grouped by direction (the sharer is the novice's side, the viewer the expert's):
 handshake        viewer: Hello, AuthProof
                  sharer: Hello, AuthChallenge, AuthResult, ConsentPending,
                  SessionStart
-session          sharer: Frame, Cursor, ControlGrant, ControlDeny, Pong
+session          sharer: Frame, Cursor, ControlGrant, ControlDeny, ControlPause, Pong
                  viewer: FrameAck, ControlRequest, Pointer, Key, Scroll,
                  RefreshRequest, Ping
                  both:   Chat, ControlRevoke
@@ -35,6 +35,7 @@ __all__ = [
     "ConsentPending",
     "ControlDeny",
     "ControlGrant",
+    "ControlPause",
     "ControlRequest",
     "ControlRevoke",
     "Cursor",
@@ -82,6 +83,7 @@ class MessageType(IntEnum):
     CONTROL_GRANT = 0x12
     CONTROL_DENY = 0x13
     PONG = 0x14
+    CONTROL_PAUSE = 0x15
     # session, viewer to sharer
     FRAME_ACK = 0x20
     CONTROL_REQUEST = 0x21
@@ -235,6 +237,14 @@ class ControlDeny:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ControlPause:
+    """The novice is using mouse or keyboard: the expert's input is dropped for `seconds`."""
+
+    seconds: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ControlRevoke:
     """Control ends: the novice took it back, or the expert let go."""
 
@@ -313,6 +323,7 @@ Message = (
     | ControlRequest
     | ControlGrant
     | ControlDeny
+    | ControlPause
     | ControlRevoke
     | Pointer
     | Key

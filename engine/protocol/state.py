@@ -37,7 +37,8 @@ class State(Enum):
 
 
 SHARER_SESSION_MESSAGES: tuple[type[Any], ...] = (
-    m.Frame, m.Cursor, m.Chat, m.ControlGrant, m.ControlDeny, m.ControlRevoke, m.Pong,
+    m.Frame, m.Cursor, m.Chat, m.ControlGrant, m.ControlDeny, m.ControlPause, m.ControlRevoke,
+    m.Pong,
 )
 VIEWER_SESSION_MESSAGES: tuple[type[Any], ...] = (
     m.FrameAck, m.Chat, m.ControlRequest, m.ControlRevoke, m.Pointer, m.Key, m.Scroll,

@@ -66,6 +66,7 @@ _FORMATS: dict[type[Any], tuple[MessageType, str]] = {
     m.ControlRequest: (MessageType.CONTROL_REQUEST, ""),
     m.ControlGrant: (MessageType.CONTROL_GRANT, ""),
     m.ControlDeny: (MessageType.CONTROL_DENY, ""),
+    m.ControlPause: (MessageType.CONTROL_PAUSE, "d"),  # seconds
     m.ControlRevoke: (MessageType.CONTROL_REVOKE, ""),
     m.Pointer: (MessageType.POINTER, "iiB"),  # x, y, buttons
     m.Key: (MessageType.KEY, "IB"),  # keysym, down
