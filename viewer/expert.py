@@ -105,6 +105,10 @@ class _Events(ViewerEvents):
     def control(self, granted: bool, reason: str) -> None:
         self.window.control_changed(granted, reason)
 
+    def paused(self, reason: str, seconds: float) -> None:
+        self.window.show_status(f"{sentence(reason)} Your input waits about "
+                                f"{max(seconds, 1):.0f} s.")
+
     def ended(self, error: SessionError) -> None:
         self.window.session_ended(error)
 
