@@ -92,6 +92,17 @@ def test_take_control_type_and_stop(qtbot: QtBot, windows: tuple[ExpertWindow, N
             assert clicks == [("ButtonPress", 1, 200, 150), ("ButtonRelease", 1, 200, 150)]
             assert [e.name for e in events if e.kind == "KeyPress"] == ["a", "F12"]
 
+            # The expert gives control back; the panel clears its warning.
+            qtbot.mouseClick(expert.control_button, Qt.MouseButton.LeftButton)
+            assert not canvas.controlling and expert.control_label.text() == "Viewing only"
+            await until(lambda: not panel.controlled, what="the panel seeing control end")
+            assert not panel.driving_label.isVisible() and not panel.stop_button.isEnabled()
+
+            # Again, and this time the novice stops it.
+            qtbot.mouseClick(expert.control_button, Qt.MouseButton.LeftButton)
+            await answer(qtbot, "Let Bob Take Control")
+            await until(lambda: canvas.controlling and panel.controlled,
+                        what="control granted again")
             qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
             assert not panel.controlled and not panel.control_bar.isVisible()
             await until(lambda: not canvas.controlling, what="the expert losing control")
