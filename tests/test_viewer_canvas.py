@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 from PyQt6.QtCore import QPoint, QPointF, Qt
-from PyQt6.QtGui import QImage, QWheelEvent
+from PyQt6.QtGui import QAction, QImage, QKeySequence, QWheelEvent
 from PyQt6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 from viewer_support import STEP  # noqa: F401  (sets the offscreen platform first)
@@ -215,3 +215,29 @@ def test_one_to_one_is_one_remote_pixel_per_device_pixel_on_hidpi() -> None:
     assert (int(width), int(height), int(device_w), int(device_h)) == (100, 50, 200, 100)
     assert red == "[0, 255, 0, 255, 0, 255]"
     assert position == "(101, 50)"
+
+
+def test_while_driving_shortcuts_are_keys_for_the_novice(qtbot: QtBot,
+                                                         view: CanvasView) -> None:
+    canvas = shown(qtbot, view, 200, 100)
+    canvas.set_framebuffer(bgrx(100, 200, (0, 0, 0)))
+    action = QAction("Open", view)
+    action.setShortcut(QKeySequence("Ctrl+O"))
+    action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    view.addAction(action)
+    triggered: list[bool] = []
+    action.triggered.connect(lambda: triggered.append(True))
+    keys: list[tuple[int, bool]] = []
+    canvas.key_input.connect(lambda k, d: keys.append((k, d)))
+    canvas.setFocus()
+    # Through the window, as the platform delivers keys: that is where shortcuts are matched.
+    window = view.windowHandle()
+    assert window is not None
+    qtbot.keyClick(window, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
+    assert triggered == [True] and keys == []
+
+    canvas.set_controlling(True)
+    qtbot.keyClick(window, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
+    assert triggered == [True]
+    # Control_L down, o down, o up, Control_L up: the novice's program gets its Ctrl+O.
+    assert keys == [(0xFFE3, True), (0x6F, True), (0x6F, False), (0xFFE3, False)]

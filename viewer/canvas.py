@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable
 
 import numpy as np
-from PyQt6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, QSizeF, Qt, pyqtSignal
+from PyQt6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, QSize, QSizeF, Qt, pyqtSignal
 from PyQt6.QtGui import (
     QFocusEvent,
     QImage,
@@ -320,6 +320,15 @@ class Canvas(QWidget):
 
     def keyReleaseEvent(self, event: QKeyEvent | None) -> None:
         self._key(event, False)
+
+    def event(self, event: QEvent | None) -> bool:
+        # While driving, every key is the novice's: Alt+F goes to their program, not to this
+        # window's File menu. Accepting the override turns a shortcut back into a key press.
+        if (event is not None and event.type() == QEvent.Type.ShortcutOverride
+                and self._forwarding()):
+            event.accept()
+            return True
+        return super().event(event)
 
     def focusNextPrevChild(self, next: bool) -> bool:
         # While driving, Tab belongs to the novice's desktop, not to this window's focus chain.

@@ -195,6 +195,14 @@ class ExpertWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
 
+        session_menu = menu.addMenu("&Session")
+        assert session_menu is not None
+        # Reachable from the keyboard only while not driving: then every key is the novice's.
+        self.control_action = QAction("&Take Control", self)
+        self.control_action.setShortcut(QKeySequence("Ctrl+Shift+T"))
+        self.control_action.triggered.connect(self._control_clicked)
+        session_menu.addAction(self.control_action)
+
         group = QActionGroup(self)
         self.fit_action = QAction("&Fit to Window", self)
         self.actual_action = QAction("&Actual Size (1:1)", self)
@@ -340,6 +348,7 @@ class ExpertWindow(QMainWindow):
         self.control_label.setStyleSheet("")
         self.control_button.setText("Take Control")
         self.control_button.setEnabled(False)
+        self.control_action.setEnabled(False)
         self.end_action.setEnabled(self._connection is not None)
         self.chat.set_enabled(False)
         self.stats_label.setText("")
@@ -361,7 +370,9 @@ class ExpertWindow(QMainWindow):
         self.view.canvas.set_controlling(granted)
         allowed = Permission.CONTROL in start.permissions
         self.control_button.setEnabled(allowed)
+        self.control_action.setEnabled(allowed)
         self.control_button.setToolTip("" if allowed else "This invitation is view-only.")
+        self.control_action.setText("&Release Control" if granted else "&Take Control")
         if granted:
             self.control_button.setText("Release Control")
             self.control_label.setText(f"You are controlling {start.sharer_name}'s computer")
@@ -385,6 +396,7 @@ class ExpertWindow(QMainWindow):
             self.requested = True
             self.control_button.setText("Waiting for an answer…")
             self.control_button.setEnabled(False)
+            self.control_action.setEnabled(False)
             self.show_status(f"Asking {viewer.session.start.sharer_name} for control…")
             self.spawn(viewer.request_control())
 
