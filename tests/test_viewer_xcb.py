@@ -1,6 +1,7 @@
 """`ra-view` as people run it: a real xcb window on one private X display (B) showing the
 desktop of another (A), shared by a real sharer over TLS on 127.0.0.1. The screenshot of B must
-show A's content, scaled, at the right place."""
+show A's content, scaled, at the right place; once the novice grants control, what is typed
+into the window on B lands in a program on A."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import mss
 import numpy as np
 from helpers import invitation
 from PIL import Image
+from xclient import Xev
 
 from engine.capture import ScreenSource
 from engine.identity import Identity
@@ -30,6 +32,13 @@ class Novice(SharerEvents):
     def __init__(self) -> None:
         self.started: list[SessionStart] = []
         self.asked: list[ConsentRequest] = []
+        self.controlled = False
+
+    async def control_requested(self, viewer_name: str) -> bool:
+        return viewer_name == "Bob"
+
+    def control(self, controlled: bool, reason: str) -> None:
+        self.controlled = controlled
 
     async def consent(self, request: ConsentRequest) -> bool:
         self.asked.append(request)
@@ -55,6 +64,30 @@ def box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(columns[0]), int(rows[0]), int(columns[-1]), int(rows[-1])
 
 
+def xdotool(server: Xvfb, *args: str) -> None:
+    subprocess.run(["xdotool", *args], env=server.environ(), check=True, timeout=20,
+                   capture_output=True)
+
+
+async def take_control_and_type(a: Xvfb, b: Xvfb, novice: Novice) -> None:
+    """Session ▸ Take Control on B, then a click and keys on the canvas, seen by xev on A."""
+    with Xev(a) as xev:
+        # No window manager on B to give the window the keyboard: do what one would.
+        xdotool(b, "search", "--sync", "--name", "Remote Assistance", "windowfocus", "--sync")
+        xdotool(b, "mousemove", "300", "300")
+        xdotool(b, "key", "ctrl+shift+t")
+        for _ in range(200):
+            if novice.controlled:
+                break
+            await asyncio.sleep(0.05)
+        assert novice.controlled, "control was never granted"
+        xdotool(b, "mousemove", "310", "320", "click", "1")
+        xdotool(b, "key", "a", "F12")
+        events = await asyncio.to_thread(xev.until, "F12", 20)
+    assert [e.name for e in events if e.kind == "KeyPress"] == ["a", "F12"]
+    assert [e.button for e in events if e.kind == "ButtonPress"] == [1]
+
+
 def test_the_window_on_display_b_shows_display_a(xvfb: Xvfb, store: InvitationStore,
                                                   identity: Identity, tmp_path: Path) -> None:
     a = xvfb
@@ -74,7 +107,7 @@ def test_the_window_on_display_b_shows_display_a(xvfb: Xvfb, store: InvitationSt
         subprocess.run(["xdotool", "search", "--sync", "--class", "xterm"], env=a.environ(),
                        check=True, timeout=20, capture_output=True)
         sharer = Sharer(identity=identity, store=store, name="Alice", events=novice,
-                        source=lambda: ScreenSource(a.display))
+                        source=lambda: ScreenSource(a.display), display=a.display)
         await sharer.start("127.0.0.1", 0)
         ticket = tmp_path / "alice.rainvite"
         invitation(store, identity, sharer.port).save(ticket)
@@ -102,6 +135,7 @@ def test_the_window_on_display_b_shows_display_a(xvfb: Xvfb, store: InvitationSt
                     break
             assert found is not None, "display B never showed display A's desktop"
             assert novice.started and novice.started[0].viewer_name == "Bob"
+            await take_control_and_type(a, b, novice)
             return found
         finally:
             if viewer.returncode is None:
