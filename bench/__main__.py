@@ -11,6 +11,7 @@ from typing import Any
 from bench import codec_bench, e2e_bench
 from bench.workloads import RESOLUTIONS, WORKLOADS
 from engine.codec import IMPLEMENTATIONS
+from engine.streamer import DEFAULT_MAX_FPS
 
 
 def _choices(value: str, known: list[str]) -> list[str]:
@@ -34,6 +35,13 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _rate(text: str) -> float:
+    rate = _seconds(text)
+    if not 1 <= rate <= 240:
+        raise argparse.ArgumentTypeError(f"give a rate from 1 to 240, not {text!r}")
+    return rate
+
+
 def _e2e_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=_resolution, default=RESOLUTIONS["1080p"],
                         metavar="1080p|4k|WxH", help="the display's size (1080p)")
@@ -42,6 +50,8 @@ def _e2e_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measured seconds per workload (5)")
     parser.add_argument("--idle-seconds", type=_seconds, default=10.0,
                         help="seconds of static screen for the idle cost (10; 0 skips it)")
+    parser.add_argument("--max-fps", type=_rate, default=DEFAULT_MAX_FPS, metavar="N",
+                        help=f"the sharer's frame-rate cap (its default, {DEFAULT_MAX_FPS})")
     parser.add_argument("--plot", type=Path, metavar="PATH.png",
                         help="also draw fps and latency per workload")
 
@@ -65,7 +75,7 @@ def _run_e2e(args: argparse.Namespace) -> dict[str, Any]:
     try:
         report = e2e_bench.run(args.resolution, _choices(args.workload, list(
             e2e_bench.WORKLOADS)), args.seconds, args.idle_seconds,
-            codec_bench.stderr_progress)
+            codec_bench.stderr_progress, max_fps=args.max_fps)
     except e2e_bench.E2EError as exc:
         print(file=sys.stderr)
         raise SystemExit(f"ra-bench: {exc}") from None

@@ -42,6 +42,7 @@ from bench.workloads import RESOLUTIONS, text_lines
 from engine.channel import SessionError
 from engine.client import Client, Viewer, ViewerEvents
 from engine.codec import Rect
+from engine.streamer import DEFAULT_MAX_FPS
 from engine.tickets import Ticket
 from engine.xvfb import Xvfb
 
@@ -174,8 +175,8 @@ def own_cpu_seconds() -> float:
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+    """A loopback port free now; `ra-share serve` takes a port number, not 0."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
         return int(probe.getsockname()[1])
 
 
@@ -186,6 +187,7 @@ class Bench:
     server: Xvfb
     work: Path
     rate: float
+    max_fps: float
     progress: Callable[[str], None]
     sharer: subprocess.Popen[str] | None = None
     probe: CounterProbe = field(default_factory=CounterProbe)
@@ -215,7 +217,7 @@ class Bench:
         self.sharer = self.python(
             "-m", "engine.cli", "serve", "--auto-accept", "--password-file", "password",
             "--name", "Bench", "--bind", "127.0.0.1", "--port", str(port), "--invite-out",
-            "bench.rainvite", "--display", self.server.display, "--max-fps", str(self.rate),
+            "bench.rainvite", "--display", self.server.display, "--max-fps", f"{self.max_fps:g}",
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
@@ -381,11 +383,11 @@ async def idle_cost(bench: Bench, seconds: float) -> IdleCost:
 
 
 @contextlib.asynccontextmanager
-async def running(resolution: tuple[int, int], rate: float,
+async def running(resolution: tuple[int, int], rate: float, max_fps: float,
                   progress: Callable[[str], None]) -> AsyncIterator[Bench]:
     width, height = resolution
     with tempfile.TemporaryDirectory(prefix="ra-bench-") as work, Xvfb(width, height) as server:
-        bench = Bench(server, Path(work), rate, progress)
+        bench = Bench(server, Path(work), rate, max_fps, progress)
         session: asyncio.Task[SessionError] | None = None
         try:
             progress(f"{width}x{height}: the desktop")
@@ -404,11 +406,11 @@ async def running(resolution: tuple[int, int], rate: float,
 
 async def run_async(resolution: tuple[int, int], workloads: Sequence[str], seconds: float,
                     idle_seconds: float, progress: Callable[[str], None],
-                    rate: float = RATE) -> dict[str, Any]:
+                    rate: float = RATE, max_fps: float = DEFAULT_MAX_FPS) -> dict[str, Any]:
     results: list[Result] = []
     idle: IdleCost | None = None
     label = f"{resolution[0]}x{resolution[1]}"
-    async with running(resolution, rate, progress) as bench:
+    async with running(resolution, rate, max_fps, progress) as bench:
         for name in workloads:
             progress(f"{label}: {name} ({len(results) + 1} of {len(workloads)}), {seconds:g} s")
             results.append(await measure(bench, name, WORKLOADS.index(name), seconds))
@@ -416,7 +418,8 @@ async def run_async(resolution: tuple[int, int], workloads: Sequence[str], secon
             progress(f"{label}: idle cost on a static screen, {idle_seconds:g} s")
             idle = await idle_cost(bench, idle_seconds)
     return {
-        "resolution": label, "rate_hz": rate, "seconds": seconds, "cores": os.cpu_count(),
+        "resolution": label, "rate_hz": rate, "max_fps": max_fps, "seconds": seconds,
+        "cores": os.cpu_count(),
         "results": [asdict(r) for r in results],
         "idle_cost": None if idle is None else asdict(idle),
     }
@@ -424,9 +427,10 @@ async def run_async(resolution: tuple[int, int], workloads: Sequence[str], secon
 
 def run(resolution: tuple[int, int], workloads: Sequence[str], seconds: float,
         idle_seconds: float, progress: Callable[[str], None],
-        rate: float = RATE) -> dict[str, Any]:
+        rate: float = RATE, max_fps: float = DEFAULT_MAX_FPS) -> dict[str, Any]:
     """Run the workloads at `resolution`; the report as plain data (JSON-ready)."""
-    return asyncio.run(run_async(resolution, workloads, seconds, idle_seconds, progress, rate))
+    return asyncio.run(run_async(resolution, workloads, seconds, idle_seconds, progress, rate,
+                                 max_fps))
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -439,7 +443,8 @@ def _ms(value: float | None) -> str:
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"### End to end, {report['resolution']}, counter drawn at {report['rate_hz']:g} Hz, "
-        f"{report['seconds']:g} s a workload, {report['cores']} cores",
+        f"sharer capped at {report['max_fps']:g} fps, {report['seconds']:g} s a workload, "
+        f"{report['cores']} cores",
         "",
         "| workload | drawn fps | delivered fps | delivered | latency p50 ms | p95 ms | max ms "
         "| updates/s | MB/s | sharer CPU s (% core) | client CPU s (% core) | target |",

@@ -83,7 +83,8 @@ def test_the_command_line(tmp_path, capsys):
     assert main(["e2e", "--resolution", "640x480", "--workload", "video", "--seconds", "1",
                  "--idle-seconds", "0", "--json", str(out)]) == 0
     table = capsys.readouterr().out
-    assert table.startswith("### End to end, 640x480")
+    assert table.startswith("### End to end, 640x480, counter drawn at 60 Hz, sharer capped "
+                            "at 60 fps")
     report = json.loads(out.read_text())
     assert report["idle_cost"] is None
     (row,) = report["results"]
