@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,17 @@ from engine.streamer import DEFAULT_MAX_FPS
 
 def _choices(value: str, known: list[str]) -> list[str]:
     return known if value == "all" else [value]
+
+
+def _json_ready(value: Any) -> Any:
+    """JSON has no infinity: a ratio or rate over nothing (a static screen's 0 bytes) is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return value
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -118,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         report = {"codec": _run_codec(args), "e2e": _run_e2e(args)}
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2, allow_nan=False, default=str))
+        args.json.write_text(json.dumps(_json_ready(report), indent=2, allow_nan=False,
+                                         default=str))
     return 0
 
 

@@ -104,3 +104,13 @@ def test_wrong_calls_say_what_to_write(args, message):
                             cwd=Path(__file__).parent)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_json_reports_have_no_infinity(tmp_path, capsys):
+    """A static screen encodes to 0 bytes: its ratio is written as null, not as Infinity."""
+    out = tmp_path / "codec.json"
+    assert main(["codec", "--resolution", "1080p", "--workload", "static", "--impl", "native",
+                 "--frames", "2", "--json", str(out)]) == 0
+    assert "| static | native |" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["bytes_per_frame"] == 0 and row["ratio"] is None
