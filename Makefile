@@ -1,4 +1,4 @@
-# Quick start on a fresh machine: `make test` (and `make bench`). Each target sets itself up:
+# Quick start on a fresh machine: `make demo` and `make test` (and `make bench`). Each target sets itself up:
 # Debian packages (apt-get when root), a virtualenv in .venv, and `pip install -e .`, which
 # compiles the Cython code in ext/.
 
@@ -13,7 +13,12 @@ DEB_PACKAGES := xvfb xauth x11-utils x11-xserver-utils xdotool xterm fonts-dejav
 	libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 \
 	libegl1 libgl1 libfontconfig1 libdbus-1-3
 
-.PHONY: test bench install system-packages clean
+.PHONY: demo test bench install system-packages clean
+
+# The sharer and the expert's window: on this display if there is one, else on private Xvfb
+# servers, leaving a screenshot in demo.png.
+demo: install
+	$(BIN)/python -m bench.demo $(DEMO_ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

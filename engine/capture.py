@@ -72,6 +72,14 @@ class FrameSource(Protocol):
         """The pointer now, or None when this source cannot tell."""
         ...
 
+    def pending(self) -> bool:
+        """Whether the source already knows of a change the next `grab` will pick up."""
+        ...
+
+    def fileno(self) -> int | None:
+        """A descriptor that becomes readable when the source has news (None: poll)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -145,6 +153,18 @@ class ScreenSource:
             raise self._gone(exc) from None
         width, height = shot.size
         return np.frombuffer(shot.raw, np.uint8).reshape(height, width, 4)
+
+    def pending(self) -> bool:
+        try:
+            self._drain_events()
+        except self._xerrors as exc:
+            raise self._gone(exc) from None
+        # Without XDamage every grab is "damaged": that is polling, not news.
+        damaged = self._damaged and self._damage_event is not None
+        return damaged or self._size != self._grabbed_size or self._cursor_changed
+
+    def fileno(self) -> int | None:
+        return int(self._x.fileno())
 
     def _drain_events(self) -> None:
         """Note what the server reported since the last tick (no round trip)."""
