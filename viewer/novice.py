@@ -44,15 +44,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from engine import cli
 from engine.capture import ScreenSource
-from engine.cli import (
-    CliError,
-    config_path,
-    describe_duration,
-    load_config,
-    parse_duration,
-    parse_host_port,
-)
 from engine.identity import Identity
 from engine.invitations import MAX_FAILED_ATTEMPTS, InvitationState, InvitationStore, StoreError
 from engine.mail import MailError, SmtpSettings, invitation_message, send_message
@@ -138,7 +131,7 @@ class EmailDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("email")
         self.setWindowTitle("Send the invitation by e-mail")
-        config = load_config()
+        config = cli.load_config()
         smtp = config["smtp"] if config.has_section("smtp") else {}
         self.recipients = QLineEdit()
         self.recipients.setPlaceholderText("expert@example.org")
@@ -177,9 +170,9 @@ class EmailDialog(QDialog):
     def settings(self) -> SmtpSettings:
         """The mail server as typed; CliError or MailError says what is wrong with it."""
         if not self.server.text().strip():
-            raise CliError(f"type the mail server that sends the invitation (HOST:PORT), or "
-                           f"set host in the [smtp] section of {config_path()}")
-        host, port = parse_host_port(self.server.text(), 25)
+            raise cli.CliError(f"type the mail server that sends the invitation (HOST:PORT), "
+                               f"or set host in the [smtp] section of {cli.config_path()}")
+        host, port = cli.parse_host_port(self.server.text(), 25)
         return SmtpSettings(host=host, port=port, starttls=self.starttls.isChecked(),
                             username=self.user.text().strip() or None,
                             password=self.password.text() or None, cafile=self.cafile)
@@ -308,9 +301,9 @@ class NovicePanel(QMainWindow):
             return None
         password = self.password.text()
         if not password:
-            raise CliError("type a password for the invitation, or tick No password")
+            raise cli.CliError("type a password for the invitation, or tick No password")
         if password != self.password_again.text():
-            raise CliError("the two passwords differ; type them again")
+            raise cli.CliError("the two passwords differ; type them again")
         return password
 
     def create_invitation(self) -> Ticket | None:
@@ -318,8 +311,8 @@ class NovicePanel(QMainWindow):
         try:
             problem = name_problem(self.name)
             if problem:
-                raise CliError(f"{problem}; start ra-share with another --name")
-            lifetime = parse_duration(self.expiry.currentText())
+                raise cli.CliError(f"{problem}; start ra-share with another --name")
+            lifetime = cli.parse_duration(self.expiry.currentText())
             password = self._chosen_password()
             permissions = Permission.VIEW
             if self.allow_control.isChecked():
@@ -328,7 +321,7 @@ class NovicePanel(QMainWindow):
                 name=self.name, addresses=candidate_addresses(self.port),
                 fingerprint=self.identity.fingerprint, lifetime=lifetime,
                 password=password, permissions=permissions)
-        except (CliError, StoreError) as exc:
+        except (cli.CliError, StoreError) as exc:
             self.show_message(str(exc), error=True)
             return None
         self.tickets[ticket.id] = ticket
@@ -363,7 +356,7 @@ class NovicePanel(QMainWindow):
                 invitation.id_hex[:8],
                 invitation.state.value,
                 f"{invitation.expires.astimezone():%Y-%m-%d %H:%M}",
-                describe_duration(invitation.time_left(now)),
+                cli.describe_duration(invitation.time_left(now)),
                 f"{invitation.failed_attempts}/{MAX_FAILED_ATTEMPTS}",
                 ", ".join(permission_names(invitation.permissions)),
             )
@@ -466,7 +459,7 @@ class NovicePanel(QMainWindow):
             try:
                 recipients = dialog.addresses()
                 if not recipients:
-                    raise CliError("type the expert's e-mail address")
+                    raise cli.CliError("type the expert's e-mail address")
                 settings = dialog.settings()
                 sender = dialog.from_address.text().strip() or recipients[0]
                 message = invitation_message(
@@ -474,7 +467,7 @@ class NovicePanel(QMainWindow):
                     filename=f"invitation-{ticket.id_hex[:8]}{EXTENSION}")
                 self.show_message(f"Sending to {', '.join(recipients)}…")
                 await asyncio.to_thread(send_message, message, settings)
-            except (CliError, MailError) as exc:
+            except (cli.CliError, MailError) as exc:
                 self.show_message(str(exc), error=True)
                 await tell(self, "The e-mail was not sent", sentence(str(exc)))
                 dialog = EmailDialog(self, ticket)
