@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -284,3 +286,13 @@ def test_install_desktop_registers_the_file_type(tmp_path: Path,
     defaults = (tmp_path / "config" / "mimeapps.list").read_text()
     assert "application/x-remote-assist-invitation=ra-view.desktop" in defaults
     assert "text/html=firefox.desktop" in defaults
+
+
+def test_without_a_display_the_window_says_so() -> None:
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in {"DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"}}
+    result = subprocess.run([sys.executable, "-m", "viewer.expert"], env=environment,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == ("ra-view: there is no display to open the window on; run it in "
+                             "your desktop session, or use --headless\n")
