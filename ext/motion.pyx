@@ -1,0 +1,345 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""Motion search: find content of the reference that moved (a scroll, a dragged window).
+
+The idea is Xpra's (`motion.pyx`): hash lines, match hashes at candidate offsets. Here both
+directions are searched over the bounding box of what changed:
+
+1. the exact box of changed pixels, from the dirty-tile map and a scan of its edges;
+2. one hash per row of the box, in the frame and in the reference; every hash that occurs
+   exactly once in each votes for the offset between its two rows; the offset with most
+   votes wins (ties: the smaller offset, then the negative one);
+3. the rows whose hashes agree at that offset, in runs of at least `min_run`, become
+   copy-rects as wide as the box;
+4. only if rows explain less than half the box: the same with one hash per column, which
+   finds horizontal moves; the direction that explains more pixels is kept.
+
+A hash is a weighted sum of the pixels' colour words modulo 2**32 with odd weights, so two
+lines that differ in one pixel never collide. A collision elsewhere costs bytes, not
+correctness: the copies are applied to the encoder's reference too, and the tiles carry
+whatever the copies did not explain. `engine/codec_py.py` does the same with numpy and gets
+the same copies.
+"""
+import numpy as np
+
+from libc.stdint cimport int32_t, uint8_t, uint32_t
+from libc.stdlib cimport calloc, free, malloc, qsort
+from libc.string cimport memcmp, memmove
+
+from tiles cimport load_pixel
+
+cdef uint32_t COLOUR = 0x00FFFFFF
+# Knuth's multiplicative constant: consecutive weights differ in every byte.
+cdef uint32_t GOLDEN = 2654435761u
+
+
+cdef struct Keyed:
+    uint32_t hash
+    Py_ssize_t pos
+
+
+cdef int compare_keyed(const void* a, const void* b) noexcept nogil:
+    cdef const Keyed* p = <const Keyed*>a
+    cdef const Keyed* q = <const Keyed*>b
+    if p.hash != q.hash:
+        return -1 if p.hash < q.hash else 1
+    return (p.pos > q.pos) - (p.pos < q.pos)
+
+
+cdef inline Py_ssize_t magnitude(Py_ssize_t v) noexcept nogil:
+    return -v if v < 0 else v
+
+
+cdef inline uint32_t weight(Py_ssize_t i) noexcept nogil:
+    return (<uint32_t>(i + 1) * GOLDEN) | 1
+
+
+cdef void fill_weights(uint32_t* w, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        w[i] = weight(i)
+
+
+cdef void hash_rows(const uint8_t* frame, Py_ssize_t stride, Py_ssize_t x0, Py_ssize_t y0,
+                    Py_ssize_t x1, Py_ssize_t y1, const uint32_t* w,
+                    uint32_t* out) noexcept nogil:
+    cdef Py_ssize_t x, y, n = x1 - x0
+    cdef uint32_t h
+    cdef const uint8_t* row
+    for y in range(y0, y1):
+        row = frame + y * stride + 4 * x0
+        h = 0
+        for x in range(n):
+            h += (load_pixel(row + 4 * x) & COLOUR) * w[x]
+        out[y - y0] = h
+
+
+cdef void hash_columns(const uint8_t* frame, Py_ssize_t stride, Py_ssize_t x0, Py_ssize_t y0,
+                       Py_ssize_t x1, Py_ssize_t y1, const uint32_t* w,
+                       uint32_t* out) noexcept nogil:
+    cdef Py_ssize_t x, y, n = x1 - x0
+    cdef uint32_t k
+    cdef const uint8_t* row
+    for x in range(n):
+        out[x] = 0
+    for y in range(y0, y1):
+        row = frame + y * stride + 4 * x0
+        k = w[y - y0]
+        for x in range(n):
+            out[x] += (load_pixel(row + 4 * x) & COLOUR) * k
+
+
+cdef Py_ssize_t best_offset(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n,
+                            Keyed* a, Keyed* b, int32_t* votes) noexcept nogil:
+    """The offset (reference line − frame line) that most uniquely-hashed lines agree on.
+
+    Returns 0 when no line votes: offset 0 is never a motion. `votes` has 2n zeroed slots.
+    """
+    cdef Py_ssize_t i, j, gi, gj, d, best = 0, best_votes = 0
+    for i in range(n):
+        a[i].hash = hc[i]
+        a[i].pos = i
+        b[i].hash = hr[i]
+        b[i].pos = i
+    qsort(a, n, sizeof(Keyed), compare_keyed)
+    qsort(b, n, sizeof(Keyed), compare_keyed)
+    i = j = 0
+    while i < n and j < n:
+        gi = i
+        while gi < n and a[gi].hash == a[i].hash:
+            gi += 1
+        gj = j
+        while gj < n and b[gj].hash == b[j].hash:
+            gj += 1
+        if a[i].hash < b[j].hash:
+            i = gi
+        elif a[i].hash > b[j].hash:
+            j = gj
+        else:
+            if gi - i == 1 and gj - j == 1 and b[j].pos != a[i].pos:
+                votes[b[j].pos - a[i].pos + n] += 1
+            i = gi
+            j = gj
+    for d in range(-(n - 1), n):
+        if votes[d + n] > best_votes or (
+                votes[d + n] == best_votes and best_votes > 0
+                and (magnitude(d) < magnitude(best)
+                     or (magnitude(d) == magnitude(best) and d < best))):
+            best_votes = votes[d + n]
+            best = d
+    return best
+
+
+cdef Py_ssize_t find_runs(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n, Py_ssize_t d,
+                          Py_ssize_t min_run, Py_ssize_t* starts,
+                          Py_ssize_t* lengths) noexcept nogil:
+    """Runs of lines i with hc[i] == hr[i + d], at least `min_run` long, in order."""
+    cdef Py_ssize_t i, start = -1, count = 0
+    cdef Py_ssize_t lo = max(0, -d), hi = min(n, n - d)
+    for i in range(lo, hi + 1):
+        if i < hi and hc[i] == hr[i + d]:
+            if start < 0:
+                start = i
+        elif start >= 0:
+            if i - start >= min_run:
+                starts[count] = start
+                lengths[count] = i - start
+                count += 1
+            start = -1
+    return count
+
+
+cdef bint changed_box(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref,
+                      Py_ssize_t tile, const int32_t[:, ::1] first_diff,
+                      Py_ssize_t* box) noexcept nogil:
+    """The exact box (x0, y0, x1, y1) of the pixels that differ; False if none do."""
+    cdef Py_ssize_t nty = first_diff.shape[0], ntx = first_diff.shape[1]
+    cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1]
+    cdef Py_ssize_t tx, ty, x, y, tx_lo = ntx, tx_hi = -1, ty_lo = nty, ty_hi = -1
+    for ty in range(nty):
+        for tx in range(ntx):
+            if first_diff[ty, tx] >= 0:
+                tx_lo = min(tx_lo, tx)
+                tx_hi = max(tx_hi, tx)
+                ty_lo = min(ty_lo, ty)
+                ty_hi = max(ty_hi, ty)
+    if tx_hi < 0:
+        return False
+    cdef Py_ssize_t px0 = tx_lo * tile, px1 = min(width, (tx_hi + 1) * tile)
+    cdef Py_ssize_t py0 = ty_lo * tile, py1 = min(height, (ty_hi + 1) * tile)
+    cdef Py_ssize_t top = -1, bottom = -1, left = px1, right = px0
+    for y in range(py0, py1):
+        if memcmp(&cur[y, px0, 0], &ref[y, px0, 0], 4 * (px1 - px0)) != 0:
+            top = y
+            break
+    if top < 0:
+        return False  # the map is stale: nothing differs after all
+    for y in range(py1 - 1, top - 1, -1):
+        if memcmp(&cur[y, px0, 0], &ref[y, px0, 0], 4 * (px1 - px0)) != 0:
+            bottom = y + 1
+            break
+    for y in range(top, bottom):
+        for x in range(px0, left):
+            if load_pixel(&cur[y, x, 0]) != load_pixel(&ref[y, x, 0]):
+                left = x
+                break
+        for x in range(px1 - 1, right - 1, -1):
+            if load_pixel(&cur[y, x, 0]) != load_pixel(&ref[y, x, 0]):
+                right = x + 1
+                break
+    box[0] = left
+    box[1] = top
+    box[2] = right
+    box[3] = bottom
+    return True
+
+
+cdef Py_ssize_t search(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
+                       Py_ssize_t x0, Py_ssize_t y0, Py_ssize_t x1, Py_ssize_t y1,
+                       bint by_rows, Py_ssize_t min_run, uint32_t* w, uint32_t* hc,
+                       uint32_t* hr, Keyed* a, Keyed* b, int32_t* votes, Py_ssize_t* starts,
+                       Py_ssize_t* lengths, Py_ssize_t* offset) noexcept nogil:
+    """Hash, vote and find runs in one direction; returns the number of runs."""
+    cdef Py_ssize_t n, i
+    if by_rows:
+        n = y1 - y0
+        fill_weights(w, x1 - x0)
+        hash_rows(cur, stride, x0, y0, x1, y1, w, hc)
+        hash_rows(ref, stride, x0, y0, x1, y1, w, hr)
+    else:
+        n = x1 - x0
+        fill_weights(w, y1 - y0)
+        hash_columns(cur, stride, x0, y0, x1, y1, w, hc)
+        hash_columns(ref, stride, x0, y0, x1, y1, w, hr)
+    for i in range(2 * n):
+        votes[i] = 0
+    offset[0] = best_offset(hc, hr, n, a, b, votes)
+    if offset[0] == 0:
+        return 0
+    return find_runs(hc, hr, n, offset[0], min_run, starts, lengths)
+
+
+def find_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref, Py_ssize_t tile,
+                const int32_t[:, ::1] first_diff, Py_ssize_t min_run):
+    """Copy-rects (n, 6) int32 of (src_x, src_y, width, height, dst_x, dst_y), in the order
+    to apply them, that turn `ref` into `cur` where content moved; (0, 6) when none."""
+    cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1]
+    if ref.shape[0] != height or ref.shape[1] != width or cur.shape[2] != 4 or ref.shape[2] != 4:
+        raise ValueError("frame and reference must both be (H, W, 4) and the same size")
+    if tile < 1 or min_run < 1:
+        raise ValueError("tile size and minimum run must be positive")
+    if (first_diff.shape[0] != (height + tile - 1) // tile
+            or first_diff.shape[1] != (width + tile - 1) // tile):
+        raise ValueError("the tile map does not fit the frame")
+    cdef Py_ssize_t box[4]
+    cdef Py_ssize_t side = max(height, width)
+    cdef uint32_t* w = <uint32_t*>malloc(side * sizeof(uint32_t))
+    cdef uint32_t* hc = <uint32_t*>malloc(side * sizeof(uint32_t))
+    cdef uint32_t* hr = <uint32_t*>malloc(side * sizeof(uint32_t))
+    cdef Keyed* a = <Keyed*>malloc(side * sizeof(Keyed))
+    cdef Keyed* b = <Keyed*>malloc(side * sizeof(Keyed))
+    cdef int32_t* votes = <int32_t*>calloc(2 * side, sizeof(int32_t))
+    cdef Py_ssize_t* starts = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* lengths = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* col_starts = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* col_lengths = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
+    cdef Py_ssize_t stride = width * 4, x0 = 0, y0 = 0, x1 = 0, y1 = 0, i, k
+    cdef Py_ssize_t rows = 0, columns = 0, dy = 0, dx = 0, row_pixels = 0, column_pixels = 0
+    cdef bint found = False
+    try:
+        if not (w and hc and hr and a and b and votes and starts and lengths and col_starts
+                and col_lengths):
+            raise MemoryError()
+        with nogil:
+            found = changed_box(cur, ref, tile, first_diff, box)
+            if found:
+                x0, y0, x1, y1 = box[0], box[1], box[2], box[3]
+                rows = search(&cur[0, 0, 0], &ref[0, 0, 0], stride, x0, y0, x1, y1, True,
+                              min_run, w, hc, hr, a, b, votes, starts, lengths, &dy)
+                for i in range(rows):
+                    row_pixels += lengths[i] * (x1 - x0)
+                if 2 * row_pixels < (x1 - x0) * (y1 - y0):
+                    columns = search(&cur[0, 0, 0], &ref[0, 0, 0], stride, x0, y0, x1, y1,
+                                     False, min_run, w, hc, hr, a, b, votes, col_starts,
+                                     col_lengths, &dx)
+                    for i in range(columns):
+                        column_pixels += col_lengths[i] * (y1 - y0)
+        if column_pixels > row_pixels:
+            copies = np.empty((columns, 6), np.int32)
+            for i in range(columns):
+                # Apply in the order that never reads what an earlier copy wrote.
+                k = i if dx > 0 else columns - 1 - i
+                copies[i] = (x0 + col_starts[k] + dx, y0, col_lengths[k], y1 - y0,
+                             x0 + col_starts[k], y0)
+        else:
+            copies = np.empty((rows, 6), np.int32)
+            for i in range(rows):
+                k = i if dy > 0 else rows - 1 - i
+                copies[i] = (x0, y0 + starts[k] + dy, x1 - x0, lengths[k],
+                             x0, y0 + starts[k])
+        return copies
+    finally:
+        free(w)
+        free(hc)
+        free(hr)
+        free(a)
+        free(b)
+        free(votes)
+        free(starts)
+        free(lengths)
+        free(col_starts)
+        free(col_lengths)
+
+
+def line_hashes(const uint8_t[:, :, ::1] frame, Py_ssize_t x0, Py_ssize_t y0, Py_ssize_t x1,
+                Py_ssize_t y1, bint by_rows):
+    """The row (or column) hashes of a box, as the search computes them; for the tests."""
+    if not (0 <= x0 < x1 <= frame.shape[1] and 0 <= y0 < y1 <= frame.shape[0]):
+        raise ValueError("box is empty or outside the frame")
+    cdef Py_ssize_t n = (y1 - y0) if by_rows else (x1 - x0)
+    out = np.empty(n, np.uint32)
+    cdef uint32_t[::1] hashes = out
+    cdef uint32_t* w = <uint32_t*>malloc(max(x1 - x0, y1 - y0) * sizeof(uint32_t))
+    if w == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            if by_rows:
+                fill_weights(w, x1 - x0)
+                hash_rows(&frame[0, 0, 0], frame.shape[1] * 4, x0, y0, x1, y1, w, &hashes[0])
+            else:
+                fill_weights(w, y1 - y0)
+                hash_columns(&frame[0, 0, 0], frame.shape[1] * 4, x0, y0, x1, y1, w,
+                             &hashes[0])
+    finally:
+        free(w)
+    return out
+
+
+def apply_copies(uint8_t[:, :, ::1] fb, const int32_t[:, ::1] copies):
+    """Apply copy-rects in order, each as if through a temporary (memmove semantics).
+
+    Rows are visited bottom-up when the destination lies below the source, so a copy that
+    overlaps itself reads each row before it is overwritten; memmove does the same within
+    a row.
+    """
+    cdef Py_ssize_t height = fb.shape[0], width = fb.shape[1]
+    if fb.shape[2] != 4 or copies.shape[1] != 6:
+        raise ValueError("framebuffer must be (H, W, 4) and copies (n, 6)")
+    cdef Py_ssize_t n, i, sx, sy, cw, ch, dx, dy
+    for n in range(copies.shape[0]):
+        sx, sy, cw, ch, dx, dy = (copies[n, 0], copies[n, 1], copies[n, 2], copies[n, 3],
+                                  copies[n, 4], copies[n, 5])
+        if not (cw > 0 and ch > 0 and sx >= 0 and sy >= 0 and dx >= 0 and dy >= 0
+                and sx + cw <= width and dx + cw <= width
+                and sy + ch <= height and dy + ch <= height):
+            raise ValueError(f"copy {n} leaves the {width}x{height} frame")
+    with nogil:
+        for n in range(copies.shape[0]):
+            sx, sy, cw, ch, dx, dy = (copies[n, 0], copies[n, 1], copies[n, 2], copies[n, 3],
+                                      copies[n, 4], copies[n, 5])
+            if dy > sy:
+                for i in range(ch - 1, -1, -1):
+                    memmove(&fb[dy + i, dx, 0], &fb[sy + i, sx, 0], 4 * cw)
+            else:
+                for i in range(ch):
+                    memmove(&fb[dy + i, dx, 0], &fb[sy + i, sx, 0], 4 * cw)
