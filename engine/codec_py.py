@@ -44,15 +44,15 @@ def scan(cur: Frame, ref: Frame, tile: int, first_diff: npt.NDArray[np.int32],
 
 def line_hashes(frame: Frame, x0: int, y0: int, x1: int, y1: int,
                 by_rows: bool) -> npt.NDArray[np.uint32]:
-    """One hash per row (or column) of a box: a weighted sum of colours modulo 2**32."""
+    """One hash per row (or column) of a box: the sum of colours XOR position keys, mod 2**32."""
     box = _words(frame)[y0:y1, x0:x1] & COLOUR
     if by_rows:
-        return (box * _weights(x1 - x0)).sum(axis=1, dtype=np.uint32)
-    return (box * _weights(y1 - y0)[:, None]).sum(axis=0, dtype=np.uint32)
+        return (box ^ _keys(x1 - x0)).sum(axis=1, dtype=np.uint32)
+    return (box ^ _keys(y1 - y0)[:, None]).sum(axis=0, dtype=np.uint32)
 
 
-def _weights(n: int) -> npt.NDArray[np.uint32]:
-    return (np.arange(1, n + 1, dtype=np.uint32) * GOLDEN) | np.uint32(1)
+def _keys(n: int) -> npt.NDArray[np.uint32]:
+    return np.arange(1, n + 1, dtype=np.uint32) * GOLDEN
 
 
 def _best_offset(hc: npt.NDArray[np.uint32], hr: npt.NDArray[np.uint32]) -> int:
