@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     print(file=sys.stderr)
     print(codec_bench.markdown(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2, allow_nan=False, default=str))
+        args.json.write_text(json.dumps(codec_bench.json_ready(report), indent=2,
+                                         allow_nan=False, default=str))
     return 0
 
 

@@ -50,43 +50,62 @@ cdef inline bint xor_beats_raw(const uint8_t* cur, const uint8_t* ref, Py_ssize_
     """
     cdef Py_ssize_t x, y
     cdef Py_ssize_t raw_runs = 0, xor_runs = 0
-    cdef uint32_t c, d, prev_c, prev_d
+    cdef uint32_t c0, c1, r0, r1
     cdef const uint8_t* crow
     cdef const uint8_t* rrow
     y = 0
     while y < th:
         crow = cur + y * stride
         rrow = ref + y * stride
-        prev_c = load_pixel(crow) & COLOUR
-        prev_d = (prev_c ^ load_pixel(rrow)) & COLOUR
+        # Each pixel is loaded afresh rather than carried over, so that the compiler can
+        # vectorise the loop.
         for x in range(1, tw):
-            c = load_pixel(crow + 4 * x) & COLOUR
-            d = (c ^ load_pixel(rrow + 4 * x)) & COLOUR
-            raw_runs += c == prev_c
-            xor_runs += d == prev_d
-            prev_c = c
-            prev_d = d
+            c0 = load_pixel(crow + 4 * x - 4)
+            c1 = load_pixel(crow + 4 * x)
+            r0 = load_pixel(rrow + 4 * x - 4)
+            r1 = load_pixel(rrow + 4 * x)
+            raw_runs += ((c1 ^ c0) & COLOUR) == 0
+            xor_runs += ((c1 ^ r1 ^ c0 ^ r0) & COLOUR) == 0
         y += SAMPLE_STEP
     return xor_runs > raw_runs
+
+
+cdef inline uint8_t* pack_row(uint8_t* out, const uint8_t* crow, const uint8_t* rrow,
+                              Py_ssize_t tw, bint use_xor) noexcept nogil:
+    """Pack one row of pixels to 3 bytes each: four pixels become three whole words."""
+    cdef Py_ssize_t x = 0
+    cdef uint32_t p0, p1, p2, p3
+    while x + 4 <= tw:
+        p0 = load_pixel(crow + 4 * x)
+        p1 = load_pixel(crow + 4 * x + 4)
+        p2 = load_pixel(crow + 4 * x + 8)
+        p3 = load_pixel(crow + 4 * x + 12)
+        if use_xor:
+            p0 ^= load_pixel(rrow + 4 * x)
+            p1 ^= load_pixel(rrow + 4 * x + 4)
+            p2 ^= load_pixel(rrow + 4 * x + 8)
+            p3 ^= load_pixel(rrow + 4 * x + 12)
+        store_pixel(out, (p0 & COLOUR) | (p1 << 24))
+        store_pixel(out + 4, ((p1 >> 8) & 0xFFFF) | (p2 << 16))
+        store_pixel(out + 8, ((p2 >> 16) & 0xFF) | (p3 << 8))
+        out += 12
+        x += 4
+    while x < tw:
+        p0 = load_pixel(crow + 4 * x)
+        if use_xor:
+            p0 ^= load_pixel(rrow + 4 * x)
+        store_pixel(out, p0)  # its fourth byte is overwritten next, or is slack
+        out += 3
+        x += 1
+    return out
 
 
 cdef inline uint8_t* pack_tile(uint8_t* out, const uint8_t* cur, const uint8_t* ref,
                                Py_ssize_t stride, Py_ssize_t tw, Py_ssize_t th,
                                bint use_xor) noexcept nogil:
-    cdef Py_ssize_t x, y
-    cdef const uint8_t* crow
-    cdef const uint8_t* rrow
+    cdef Py_ssize_t y
     for y in range(th):
-        crow = cur + y * stride
-        if use_xor:
-            rrow = ref + y * stride
-            for x in range(tw):
-                store_pixel(out, load_pixel(crow + 4 * x) ^ load_pixel(rrow + 4 * x))
-                out += 3
-        else:
-            for x in range(tw):
-                store_pixel(out, load_pixel(crow + 4 * x))
-                out += 3
+        out = pack_row(out, cur + y * stride, ref + y * stride, tw, use_xor)
     return out
 
 
