@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import codec_py, frame_format
-from engine.frame_format import CodecError, Copies, Frame, Mode, Rect, TileRange, tile_grid
+from engine.frame_format import CodecError, Copies, Frame, Mode, Rect, TileMap, TileRange, tile_grid
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -51,12 +51,12 @@ class NativeKernel:
         self._modes = np.empty(0, np.uint8)
         self._data = np.empty(0, np.uint8)
 
-    def scan(self, cur: Frame, ref: Frame, tile: int, first_diff: npt.NDArray[np.int32],
+    def scan(self, cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
              tile_range: TileRange) -> int:
         return tiles.scan(cur, ref, tile, first_diff, *tile_range)
 
     def find_motion(self, cur: Frame, ref: Frame, tile: int,
-                    first_diff: npt.NDArray[np.int32], min_run: int) -> Copies:
+                    first_diff: TileMap, min_run: int) -> Copies:
         return motion.find_motion(cur, ref, tile, first_diff, min_run)
 
     def apply_copies(self, fb: Frame, copies: Copies) -> None:
@@ -64,7 +64,7 @@ class NativeKernel:
 
     def encode_tiles(
         self, cur: Frame, ref: Frame, tile: int, keyframe: bool,
-        first_diff: npt.NDArray[np.int32],
+        first_diff: TileMap,
     ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8], memoryview]:
         height, width = cur.shape[:2]
         if self._layout != (height, width, tile):

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import frame_format
-from engine.frame_format import Copies, Frame, Mode, TileRange, tile_grid
+from engine.frame_format import Copies, Frame, Mode, TileMap, TileRange, tile_grid
 
 __all__ = ["Decoder", "Encoder", "NumpyKernel", "find_motion", "line_hashes", "scan"]
 
@@ -24,7 +24,7 @@ def _words(frame: Frame) -> npt.NDArray[np.uint32]:
     return frame.view("<u4")[..., 0]
 
 
-def scan(cur: Frame, ref: Frame, tile: int, first_diff: npt.NDArray[np.int32],
+def scan(cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
          tile_range: TileRange) -> int:
     """Per tile in `tile_range`, the first row where `cur` differs from `ref` (-1: none)."""
     tx0, ty0, tx1, ty1 = tile_range
@@ -92,7 +92,7 @@ def _search(cur: Frame, ref: Frame, box: tuple[int, int, int, int], by_rows: boo
     return offset, *_runs(hc, hr, offset, min_run)
 
 
-def find_motion(cur: Frame, ref: Frame, tile: int, first_diff: npt.NDArray[np.int32],
+def find_motion(cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
                 min_run: int) -> Copies:
     """Copy-rects that turn `ref` into `cur` where content moved, as `ext/motion.pyx`."""
     none = np.empty((0, 6), np.int32)
@@ -137,12 +137,12 @@ def apply_copies(fb: Frame, copies: Copies) -> None:
 class NumpyKernel:
     name = "numpy"
 
-    def scan(self, cur: Frame, ref: Frame, tile: int, first_diff: npt.NDArray[np.int32],
+    def scan(self, cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
              tile_range: TileRange) -> int:
         return scan(cur, ref, tile, first_diff, tile_range)
 
     def find_motion(self, cur: Frame, ref: Frame, tile: int,
-                    first_diff: npt.NDArray[np.int32], min_run: int) -> Copies:
+                    first_diff: TileMap, min_run: int) -> Copies:
         return find_motion(cur, ref, tile, first_diff, min_run)
 
     def apply_copies(self, fb: Frame, copies: Copies) -> None:
@@ -150,7 +150,7 @@ class NumpyKernel:
 
     def encode_tiles(
         self, cur: Frame, ref: Frame, tile: int, keyframe: bool,
-        first_diff: npt.NDArray[np.int32],
+        first_diff: TileMap,
     ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8], memoryview]:
         height, width = cur.shape[:2]
         columns, rows = tile_grid(width, height, tile)

@@ -49,6 +49,7 @@ __all__ = [
     "Mode",
     "Rect",
     "TileKernel",
+    "TileMap",
     "TileRange",
     "tile_grid",
 ]
@@ -78,6 +79,8 @@ MOTION_MIN_TILES = 4
 MOTION_MIN_RUN = 8
 
 Frame = npt.NDArray[np.uint8]
+# Per tile (tile rows, tile columns): the first row that differs, -1 where none does.
+TileMap = npt.NDArray[np.int32]
 # Copy-rects as int32 rows of (src_x, src_y, width, height, dst_x, dst_y).
 Copies = npt.NDArray[np.int32]
 # Tile columns and rows x0, y0, x1, y1, ends excluded.
@@ -112,13 +115,13 @@ class TileKernel(Protocol):
 
     name: str
 
-    def scan(self, cur: Frame, ref: Frame, tile: int, first_diff: npt.NDArray[np.int32],
+    def scan(self, cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
              tile_range: TileRange) -> int:
         """Fill `first_diff` for the tiles in `tiles`; return how many of them differ."""
         ...
 
     def find_motion(self, cur: Frame, ref: Frame, tile: int,
-                    first_diff: npt.NDArray[np.int32], min_run: int) -> Copies:
+                    first_diff: TileMap, min_run: int) -> Copies:
         """Copy-rects, in the order to apply them, that explain content that moved."""
         ...
 
@@ -128,7 +131,7 @@ class TileKernel(Protocol):
 
     def encode_tiles(
         self, cur: Frame, ref: Frame, tile: int, keyframe: bool,
-        first_diff: npt.NDArray[np.int32],
+        first_diff: TileMap,
     ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8], memoryview]:
         """The tiles `first_diff` marks (all on a keyframe), packed; `ref` becomes `cur`."""
         ...
@@ -228,7 +231,7 @@ class Encoder:
         ))
 
     def _follow_motion(self, frame: Frame, ref: Frame,
-                       first_diff: npt.NDArray[np.int32]) -> Copies:
+                       first_diff: TileMap) -> Copies:
         """Find moved content, move it in the reference as the decoder will, and rescan there."""
         copies = self.kernel.find_motion(frame, ref, self.tile_size, first_diff, MOTION_MIN_RUN)
         if not len(copies):

@@ -55,39 +55,29 @@ cdef inline uint32_t key(Py_ssize_t i) noexcept nogil:
     return <uint32_t>(i + 1) * GOLDEN
 
 
-cdef void fill_keys(uint32_t* w, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        w[i] = key(i)
-
-
-cdef void hash_rows(const uint8_t* frame, Py_ssize_t stride, Py_ssize_t x0, Py_ssize_t y0,
-                    Py_ssize_t x1, Py_ssize_t y1, const uint32_t* w,
-                    uint32_t* out) noexcept nogil:
+cdef void hash_lines(const uint8_t* frame, Py_ssize_t stride, Py_ssize_t x0, Py_ssize_t y0,
+                     Py_ssize_t x1, Py_ssize_t y1, bint by_rows, uint32_t* keys,
+                     uint32_t* out) noexcept nogil:
+    """One hash per row (or per column) of the box; `keys` is scratch for max(w, h) keys."""
     cdef Py_ssize_t x, y, n = x1 - x0
     cdef uint32_t h
     cdef const uint8_t* row
+    for x in range(max(n, y1 - y0)):
+        keys[x] = key(x)
+    if not by_rows:
+        for x in range(n):
+            out[x] = 0
     for y in range(y0, y1):
         row = frame + y * stride + 4 * x0
-        h = 0
-        for x in range(n):
-            h += (load_pixel(row + 4 * x) & COLOUR) ^ w[x]
-        out[y - y0] = h
-
-
-cdef void hash_columns(const uint8_t* frame, Py_ssize_t stride, Py_ssize_t x0, Py_ssize_t y0,
-                       Py_ssize_t x1, Py_ssize_t y1, const uint32_t* w,
-                       uint32_t* out) noexcept nogil:
-    cdef Py_ssize_t x, y, n = x1 - x0
-    cdef uint32_t k
-    cdef const uint8_t* row
-    for x in range(n):
-        out[x] = 0
-    for y in range(y0, y1):
-        row = frame + y * stride + 4 * x0
-        k = w[y - y0]
-        for x in range(n):
-            out[x] += (load_pixel(row + 4 * x) & COLOUR) ^ k
+        if by_rows:
+            h = 0
+            for x in range(n):
+                h += (load_pixel(row + 4 * x) & COLOUR) ^ keys[x]
+            out[y - y0] = h
+        else:
+            h = keys[y - y0]
+            for x in range(n):
+                out[x] += (load_pixel(row + 4 * x) & COLOUR) ^ h
 
 
 cdef Py_ssize_t best_offset(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n,
@@ -201,17 +191,9 @@ cdef Py_ssize_t search(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride
                        uint32_t* hr, Keyed* a, Keyed* b, int32_t* votes, Py_ssize_t* starts,
                        Py_ssize_t* lengths, Py_ssize_t* offset) noexcept nogil:
     """Hash, vote and find runs in one direction; returns the number of runs."""
-    cdef Py_ssize_t n, i
-    if by_rows:
-        n = y1 - y0
-        fill_keys(w, x1 - x0)
-        hash_rows(cur, stride, x0, y0, x1, y1, w, hc)
-        hash_rows(ref, stride, x0, y0, x1, y1, w, hr)
-    else:
-        n = x1 - x0
-        fill_keys(w, y1 - y0)
-        hash_columns(cur, stride, x0, y0, x1, y1, w, hc)
-        hash_columns(ref, stride, x0, y0, x1, y1, w, hr)
+    cdef Py_ssize_t i, n = (y1 - y0) if by_rows else (x1 - x0)
+    hash_lines(cur, stride, x0, y0, x1, y1, by_rows, w, hc)
+    hash_lines(ref, stride, x0, y0, x1, y1, by_rows, w, hr)
     for i in range(2 * n):
         votes[i] = 0
     offset[0] = best_offset(hc, hr, n, a, b, votes)
@@ -305,13 +287,8 @@ def line_hashes(const uint8_t[:, :, ::1] frame, Py_ssize_t x0, Py_ssize_t y0, Py
         raise MemoryError()
     try:
         with nogil:
-            if by_rows:
-                fill_keys(w, x1 - x0)
-                hash_rows(&frame[0, 0, 0], frame.shape[1] * 4, x0, y0, x1, y1, w, &hashes[0])
-            else:
-                fill_keys(w, y1 - y0)
-                hash_columns(&frame[0, 0, 0], frame.shape[1] * 4, x0, y0, x1, y1, w,
-                             &hashes[0])
+            hash_lines(&frame[0, 0, 0], frame.shape[1] * 4, x0, y0, x1, y1, by_rows, w,
+                       &hashes[0])
     finally:
         free(w)
     return out

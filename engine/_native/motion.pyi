@@ -1,14 +1,10 @@
 import numpy as np
 import numpy.typing as npt
 
-def find_motion(
-    cur: npt.NDArray[np.uint8],
-    ref: npt.NDArray[np.uint8],
-    tile: int,
-    first_diff: npt.NDArray[np.int32],
-    min_run: int,
-) -> npt.NDArray[np.int32]: ...
-def line_hashes(
-    frame: npt.NDArray[np.uint8], x0: int, y0: int, x1: int, y1: int, by_rows: bool
-) -> npt.NDArray[np.uint32]: ...
-def apply_copies(fb: npt.NDArray[np.uint8], copies: npt.NDArray[np.int32]) -> None: ...
+from engine.frame_format import Copies, Frame, TileMap
+
+def find_motion(cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
+                min_run: int) -> Copies: ...
+def line_hashes(frame: Frame, x0: int, y0: int, x1: int, y1: int,
+                by_rows: bool) -> npt.NDArray[np.uint32]: ...
+def apply_copies(fb: Frame, copies: Copies) -> None: ...
