@@ -56,8 +56,8 @@ class NativeKernel:
         return tiles.scan(cur, ref, tile, first_diff, *tile_range)
 
     def find_motion(self, cur: Frame, ref: Frame, tile: int,
-                    first_diff: TileMap, min_run: int) -> Copies:
-        return motion.find_motion(cur, ref, tile, first_diff, min_run)
+                    first_diff: TileMap, min_tiles: int, min_run: int) -> Copies:
+        return motion.find_motion(cur, ref, tile, first_diff, min_tiles, min_run)
 
     def apply_copies(self, fb: Frame, copies: Copies) -> None:
         motion.apply_copies(fb, copies)

@@ -92,23 +92,76 @@ def _search(cur: Frame, ref: Frame, box: tuple[int, int, int, int], by_rows: boo
     return offset, *_runs(hc, hr, offset, min_run)
 
 
-def find_motion(cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
-                min_run: int) -> Copies:
-    """Copy-rects that turn `ref` into `cur` where content moved, as `ext/motion.pyx`."""
-    none = np.empty((0, 6), np.int32)
-    dirty = first_diff >= 0
-    if not dirty.any():
-        return none
-    tile_rows, tile_columns = np.flatnonzero(dirty.any(axis=1)), np.flatnonzero(dirty.any(axis=0))
-    px0, py0 = int(tile_columns[0]) * tile, int(tile_rows[0]) * tile
-    window = np.s_[py0:(tile_rows[-1] + 1) * tile, px0:(tile_columns[-1] + 1) * tile]
+def _components(dirty: npt.NDArray[np.bool_]) -> list[tuple[int, TileRange]]:
+    """Groups of touching (8-connected) dirty tiles in row-major order of their first tile:
+    size and tile box of each, as `next_component` in motion.pyx."""
+    rows, columns = dirty.shape
+    marks = dirty.tolist()
+    seen = [[False] * columns for _ in range(rows)]
+    groups = []
+    for ty, tx in zip(*np.nonzero(dirty), strict=True):
+        if seen[ty][tx]:
+            continue
+        seen[ty][tx] = True
+        stack, size = [(int(ty), int(tx))], 0
+        box = [int(tx), int(ty), int(tx) + 1, int(ty) + 1]
+        while stack:
+            y, x = stack.pop()
+            size += 1
+            box = [min(box[0], x), min(box[1], y), max(box[2], x + 1), max(box[3], y + 1)]
+            for ny in range(max(0, y - 1), min(rows, y + 2)):
+                for nx in range(max(0, x - 1), min(columns, x + 2)):
+                    if marks[ny][nx] and not seen[ny][nx]:
+                        seen[ny][nx] = True
+                        stack.append((ny, nx))
+        groups.append((size, (box[0], box[1], box[2], box[3])))
+    return groups
+
+
+def _changed_box(cur: Frame, ref: Frame, tile: int,
+                 tiles: TileRange) -> tuple[int, int, int, int] | None:
+    px0, py0 = tiles[0] * tile, tiles[1] * tile
+    window = np.s_[py0:tiles[3] * tile, px0:tiles[2] * tile]
     changed = _words(cur)[window] != _words(ref)[window]
     rows, columns = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
     if not len(rows):
-        return none
-    x0, y0 = px0 + int(columns[0]), py0 + int(rows[0])
-    x1, y1 = px0 + int(columns[-1]) + 1, py0 + int(rows[-1]) + 1
-    box = (x0, y0, x1, y1)
+        return None
+    return (px0 + int(columns[0]), py0 + int(rows[0]),
+            px0 + int(columns[-1]) + 1, py0 + int(rows[-1]) + 1)
+
+
+def find_motion(cur: Frame, ref: Frame, tile: int, first_diff: TileMap, min_tiles: int,
+                min_run: int) -> Copies:
+    """Copy-rects that turn `ref` into `cur` where content moved, as `ext/motion.pyx`."""
+    groups = _components(first_diff >= 0)
+    large = [tiles for size, tiles in groups if size >= min_tiles]
+    whole = (min(t[0] for _, t in groups), min(t[1] for _, t in groups),
+             max(t[2] for _, t in groups), max(t[3] for _, t in groups)) if groups else None
+    box = _changed_box(cur, ref, tile, whole) if large and whole else None
+    if box is None:
+        return np.empty((0, 6), np.int32)
+    copies, explained = _copies_in_box(cur, ref, box, min_run)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    if 2 * explained < area and len(large) >= 2:
+        group_copies: list[tuple[int, ...]] = []
+        group_explained = 0
+        for tiles in large:
+            group_box = _changed_box(cur, ref, tile, tiles)
+            if group_box is not None:
+                found, pixels = _copies_in_box(cur, ref, group_box, min_run)
+                group_copies += found
+                group_explained += pixels
+        if group_explained > explained:
+            copies = group_copies
+    return np.array(copies, np.int32).reshape(-1, 6)
+
+
+def _copies_in_box(cur: Frame, ref: Frame, box: tuple[int, int, int, int],
+                   min_run: int) -> tuple[list[tuple[int, ...]], int]:
+    """The copies found in one box, in the order to apply them, and the pixels they explain.
+    Rows first; columns only if rows explain less than half the box."""
+    x0, y0, x1, y1 = box
+    copies: list[tuple[int, ...]]
     dy, row_starts, row_lengths = _search(cur, ref, box, True, min_run)
     row_pixels = int(row_lengths.sum()) * (x1 - x0)
     column_pixels = 0
@@ -118,13 +171,13 @@ def find_motion(cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
     if column_pixels > row_pixels:
         copies = [(x0 + s + dx, y0, n, y1 - y0, x0 + s, y0)
                   for s, n in zip(column_starts.tolist(), column_lengths.tolist(), strict=True)]
-        order = 1 if dx > 0 else -1
+        order, pixels = (1 if dx > 0 else -1), column_pixels
     else:
         copies = [(x0, y0 + s + dy, x1 - x0, n, x0, y0 + s)
                   for s, n in zip(row_starts.tolist(), row_lengths.tolist(), strict=True)]
-        order = 1 if dy > 0 else -1
+        order, pixels = (1 if dy > 0 else -1), row_pixels
     # Apply in the order that never reads what an earlier copy wrote.
-    return np.array(copies[::order], np.int32).reshape(-1, 6)
+    return copies[::order], pixels
 
 
 def apply_copies(fb: Frame, copies: Copies) -> None:
@@ -142,8 +195,8 @@ class NumpyKernel:
         return scan(cur, ref, tile, first_diff, tile_range)
 
     def find_motion(self, cur: Frame, ref: Frame, tile: int,
-                    first_diff: TileMap, min_run: int) -> Copies:
-        return find_motion(cur, ref, tile, first_diff, min_run)
+                    first_diff: TileMap, min_tiles: int, min_run: int) -> Copies:
+        return find_motion(cur, ref, tile, first_diff, min_tiles, min_run)
 
     def apply_copies(self, fb: Frame, copies: Copies) -> None:
         apply_copies(fb, copies)

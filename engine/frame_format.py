@@ -123,8 +123,9 @@ class TileKernel(Protocol):
         ...
 
     def find_motion(self, cur: Frame, ref: Frame, tile: int,
-                    first_diff: TileMap, min_run: int) -> Copies:
-        """Copy-rects, in the order to apply them, that explain content that moved."""
+                    first_diff: TileMap, min_tiles: int, min_run: int) -> Copies:
+        """Copy-rects, in the order to apply them, that explain content that moved, from each
+        group of at least `min_tiles` touching dirty tiles."""
         ...
 
     def apply_copies(self, fb: Frame, copies: Copies) -> None:
@@ -241,7 +242,8 @@ class Encoder:
     def _follow_motion(self, frame: Frame, ref: Frame,
                        first_diff: TileMap) -> Copies:
         """Find moved content, move it in the reference as the decoder will, and rescan there."""
-        copies = self.kernel.find_motion(frame, ref, self.tile_size, first_diff, MOTION_MIN_RUN)
+        copies = self.kernel.find_motion(frame, ref, self.tile_size, first_diff,
+                                         MOTION_MIN_TILES, MOTION_MIN_RUN)
         if not len(copies):
             return copies
         self.kernel.apply_copies(ref, copies)

@@ -4,7 +4,8 @@
 The idea is Xpra's (`motion.pyx`): hash lines, match hashes at candidate offsets. Here both
 directions are searched over the bounding box of what changed:
 
-1. the exact box of changed pixels, from the dirty-tile map and a scan of its edges;
+1. each group of touching dirty tiles is searched on its own: the exact box of its changed
+   pixels, from the group's tiles and a scan of their edges;
 2. one hash per row of the box, in the frame and in the reference; every hash that occurs
    exactly once in each votes for the offset between its two rows; the offset with most
    votes wins (ties: the smaller offset, then the negative one);
@@ -24,7 +25,7 @@ the same copies.
 import numpy as np
 
 from libc.stdint cimport int32_t, uint8_t, uint32_t
-from libc.stdlib cimport calloc, free, malloc, qsort
+from libc.stdlib cimport free, malloc, qsort
 from libc.string cimport memcmp, memmove
 
 from tiles cimport load_pixel
@@ -140,24 +141,51 @@ cdef Py_ssize_t find_runs(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n, 
     return count
 
 
-cdef bint changed_box(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref,
-                      Py_ssize_t tile, const int32_t[:, ::1] first_diff,
-                      Py_ssize_t* box) noexcept nogil:
-    """The exact box (x0, y0, x1, y1) of the pixels that differ; False if none do."""
+cdef bint next_component(const int32_t[:, ::1] first_diff, int32_t* label,
+                         Py_ssize_t* stack, Py_ssize_t* start, Py_ssize_t* tiles,
+                         Py_ssize_t* count) noexcept nogil:
+    """The next group of dirty tiles that touch (8-connected), in row-major order of their
+    first tile: its tile box (x0, y0, x1, y1, ends excluded) and its size."""
     cdef Py_ssize_t nty = first_diff.shape[0], ntx = first_diff.shape[1]
-    cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1]
-    cdef Py_ssize_t tx, ty, x, y, tx_lo = ntx, tx_hi = -1, ty_lo = nty, ty_hi = -1
-    for ty in range(nty):
-        for tx in range(ntx):
-            if first_diff[ty, tx] >= 0:
-                tx_lo = min(tx_lo, tx)
-                tx_hi = max(tx_hi, tx)
-                ty_lo = min(ty_lo, ty)
-                ty_hi = max(ty_hi, ty)
-    if tx_hi < 0:
+    cdef Py_ssize_t t, top, tx, ty, nx, ny, depth
+    for t in range(start[0], nty * ntx):
+        if first_diff[t // ntx, t % ntx] >= 0 and label[t] < 0:
+            break
+    else:
         return False
-    cdef Py_ssize_t px0 = tx_lo * tile, px1 = min(width, (tx_hi + 1) * tile)
-    cdef Py_ssize_t py0 = ty_lo * tile, py1 = min(height, (ty_hi + 1) * tile)
+    start[0] = t + 1
+    tiles[0], tiles[1], tiles[2], tiles[3] = t % ntx, t // ntx, t % ntx + 1, t // ntx + 1
+    count[0] = 0
+    label[t] = 1
+    stack[0] = t
+    depth = 1
+    while depth:
+        depth -= 1
+        top = stack[depth]
+        tx, ty = top % ntx, top // ntx
+        count[0] += 1
+        tiles[0] = min(tiles[0], tx)
+        tiles[1] = min(tiles[1], ty)
+        tiles[2] = max(tiles[2], tx + 1)
+        tiles[3] = max(tiles[3], ty + 1)
+        for ny in range(max(0, ty - 1), min(nty, ty + 2)):
+            for nx in range(max(0, tx - 1), min(ntx, tx + 2)):
+                if first_diff[ny, nx] >= 0 and label[ny * ntx + nx] < 0:
+                    label[ny * ntx + nx] = 1
+                    stack[depth] = ny * ntx + nx
+                    depth += 1
+    return True
+
+
+cdef bint changed_box(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref,
+                      Py_ssize_t tile, const Py_ssize_t* tiles,
+                      Py_ssize_t* box) noexcept nogil:
+    """The exact box (x0, y0, x1, y1) of the pixels that differ within a tile box; False
+    if none do."""
+    cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1]
+    cdef Py_ssize_t x, y
+    cdef Py_ssize_t px0 = tiles[0] * tile, px1 = min(width, tiles[2] * tile)
+    cdef Py_ssize_t py0 = tiles[1] * tile, py1 = min(height, tiles[3] * tile)
     cdef Py_ssize_t top = -1, bottom = -1, left = px1, right = px0
     for y in range(py0, py1):
         if memcmp(&cur[y, px0, 0], &ref[y, px0, 0], 4 * (px1 - px0)) != 0:
@@ -185,93 +213,138 @@ cdef bint changed_box(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref
     return True
 
 
+cdef struct Scratch:
+    uint32_t* keys
+    uint32_t* hc
+    uint32_t* hr
+    Keyed* a
+    Keyed* b
+    int32_t* votes
+    Py_ssize_t* starts
+    Py_ssize_t* lengths
+
+
 cdef Py_ssize_t search(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
-                       Py_ssize_t x0, Py_ssize_t y0, Py_ssize_t x1, Py_ssize_t y1,
-                       bint by_rows, Py_ssize_t min_run, uint32_t* w, uint32_t* hc,
-                       uint32_t* hr, Keyed* a, Keyed* b, int32_t* votes, Py_ssize_t* starts,
-                       Py_ssize_t* lengths, Py_ssize_t* offset) noexcept nogil:
+                       const Py_ssize_t* box, bint by_rows, Py_ssize_t min_run, Scratch* s,
+                       Py_ssize_t* offset) noexcept nogil:
     """Hash, vote and find runs in one direction; returns the number of runs."""
-    cdef Py_ssize_t i, n = (y1 - y0) if by_rows else (x1 - x0)
-    hash_lines(cur, stride, x0, y0, x1, y1, by_rows, w, hc)
-    hash_lines(ref, stride, x0, y0, x1, y1, by_rows, w, hr)
+    cdef Py_ssize_t i, n = (box[3] - box[1]) if by_rows else (box[2] - box[0])
+    hash_lines(cur, stride, box[0], box[1], box[2], box[3], by_rows, s.keys, s.hc)
+    hash_lines(ref, stride, box[0], box[1], box[2], box[3], by_rows, s.keys, s.hr)
     for i in range(2 * n):
-        votes[i] = 0
-    offset[0] = best_offset(hc, hr, n, a, b, votes)
+        s.votes[i] = 0
+    offset[0] = best_offset(s.hc, s.hr, n, s.a, s.b, s.votes)
     if offset[0] == 0:
         return 0
-    return find_runs(hc, hr, n, offset[0], min_run, starts, lengths)
+    return find_runs(s.hc, s.hr, n, offset[0], min_run, s.starts, s.lengths)
+
+
+cdef Py_ssize_t box_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref,
+                           const Py_ssize_t* box, Py_ssize_t min_run, Scratch* s,
+                           list copies) except -1:
+    """Append the copies found in one box, in the order to apply them; return the pixels
+    they explain. Rows first; columns only if rows explain less than half the box."""
+    cdef Py_ssize_t stride = cur.shape[1] * 4, runs, offset = 0, pixels = 0, i, k
+    cdef Py_ssize_t x0 = box[0], y0 = box[1], x1 = box[2], y1 = box[3]
+    cdef Py_ssize_t column_runs = 0, column_offset = 0, column_pixels = 0
+    with nogil:
+        runs = search(&cur[0, 0, 0], &ref[0, 0, 0], stride, box, True, min_run, s, &offset)
+        for i in range(runs):
+            pixels += s.lengths[i] * (x1 - x0)
+    if runs:
+        rows = [(s.starts[i], s.lengths[i]) for i in range(runs)]
+    if 2 * pixels < (x1 - x0) * (y1 - y0):
+        with nogil:
+            column_runs = search(&cur[0, 0, 0], &ref[0, 0, 0], stride, box, False, min_run, s,
+                                 &column_offset)
+            for i in range(column_runs):
+                column_pixels += s.lengths[i] * (y1 - y0)
+    # Apply in the order that never reads what an earlier copy wrote.
+    if column_pixels > pixels:
+        for i in range(column_runs):
+            k = i if column_offset > 0 else column_runs - 1 - i
+            copies.append((x0 + s.starts[k] + column_offset, y0, s.lengths[k], y1 - y0,
+                           x0 + s.starts[k], y0))
+        return column_pixels
+    for i in range(runs):
+        k = i if offset > 0 else runs - 1 - i
+        copies.append((x0, y0 + rows[k][0] + offset, x1 - x0, rows[k][1], x0,
+                       y0 + rows[k][0]))
+    return pixels
 
 
 def find_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref, Py_ssize_t tile,
-                const int32_t[:, ::1] first_diff, Py_ssize_t min_run):
+                const int32_t[:, ::1] first_diff, Py_ssize_t min_tiles, Py_ssize_t min_run):
     """Copy-rects (n, 6) int32 of (src_x, src_y, width, height, dst_x, dst_y), in the order
-    to apply them, that turn `ref` into `cur` where content moved; (0, 6) when none."""
+    to apply them, that turn `ref` into `cur` where content moved; (0, 6) when none.
+
+    The box of every change is searched first. If that explains less than half of it and
+    the changes fall in several groups of touching dirty tiles (at least `min_tiles` each),
+    each group is searched on its own, so that a scroll is found while a clock ticks or a
+    video plays elsewhere; the answer that explains more pixels wins.
+    """
     cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1]
     if ref.shape[0] != height or ref.shape[1] != width or cur.shape[2] != 4 or ref.shape[2] != 4:
         raise ValueError("frame and reference must both be (H, W, 4) and the same size")
     if tile < 1 or min_run < 1:
         raise ValueError("tile size and minimum run must be positive")
-    if (first_diff.shape[0] != (height + tile - 1) // tile
-            or first_diff.shape[1] != (width + tile - 1) // tile):
+    cdef Py_ssize_t nty = first_diff.shape[0], ntx = first_diff.shape[1]
+    if nty != (height + tile - 1) // tile or ntx != (width + tile - 1) // tile:
         raise ValueError("the tile map does not fit the frame")
     cdef Py_ssize_t box[4]
-    cdef Py_ssize_t side = max(height, width)
-    cdef uint32_t* w = <uint32_t*>malloc(side * sizeof(uint32_t))
-    cdef uint32_t* hc = <uint32_t*>malloc(side * sizeof(uint32_t))
-    cdef uint32_t* hr = <uint32_t*>malloc(side * sizeof(uint32_t))
-    cdef Keyed* a = <Keyed*>malloc(side * sizeof(Keyed))
-    cdef Keyed* b = <Keyed*>malloc(side * sizeof(Keyed))
-    cdef int32_t* votes = <int32_t*>calloc(2 * side, sizeof(int32_t))
-    cdef Py_ssize_t* starts = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
-    cdef Py_ssize_t* lengths = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
-    cdef Py_ssize_t* col_starts = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
-    cdef Py_ssize_t* col_lengths = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
-    cdef Py_ssize_t stride = width * 4, x0 = 0, y0 = 0, x1 = 0, y1 = 0, i, k
-    cdef Py_ssize_t rows = 0, columns = 0, dy = 0, dx = 0, row_pixels = 0, column_pixels = 0
-    cdef bint found = False
+    cdef Py_ssize_t tiles[4]
+    cdef Py_ssize_t whole[4]
+    cdef Py_ssize_t side = max(height, width), i, start = 0, group = 0
+    cdef Py_ssize_t explained = 0, area, group_explained = 0
+    cdef Scratch s
+    s.keys = <uint32_t*>malloc(side * sizeof(uint32_t))
+    s.hc = <uint32_t*>malloc(side * sizeof(uint32_t))
+    s.hr = <uint32_t*>malloc(side * sizeof(uint32_t))
+    s.a = <Keyed*>malloc(side * sizeof(Keyed))
+    s.b = <Keyed*>malloc(side * sizeof(Keyed))
+    s.votes = <int32_t*>malloc(2 * side * sizeof(int32_t))
+    s.starts = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
+    s.lengths = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
+    cdef int32_t* label = <int32_t*>malloc(nty * ntx * sizeof(int32_t))
+    cdef Py_ssize_t* stack = <Py_ssize_t*>malloc(nty * ntx * sizeof(Py_ssize_t))
+    copies = []
     try:
-        if not (w and hc and hr and a and b and votes and starts and lengths and col_starts
-                and col_lengths):
+        if not (s.keys and s.hc and s.hr and s.a and s.b and s.votes and s.starts
+                and s.lengths and label and stack):
             raise MemoryError()
-        with nogil:
-            found = changed_box(cur, ref, tile, first_diff, box)
-            if found:
-                x0, y0, x1, y1 = box[0], box[1], box[2], box[3]
-                rows = search(&cur[0, 0, 0], &ref[0, 0, 0], stride, x0, y0, x1, y1, True,
-                              min_run, w, hc, hr, a, b, votes, starts, lengths, &dy)
-                for i in range(rows):
-                    row_pixels += lengths[i] * (x1 - x0)
-                if 2 * row_pixels < (x1 - x0) * (y1 - y0):
-                    columns = search(&cur[0, 0, 0], &ref[0, 0, 0], stride, x0, y0, x1, y1,
-                                     False, min_run, w, hc, hr, a, b, votes, col_starts,
-                                     col_lengths, &dx)
-                    for i in range(columns):
-                        column_pixels += col_lengths[i] * (y1 - y0)
-        if column_pixels > row_pixels:
-            copies = np.empty((columns, 6), np.int32)
-            for i in range(columns):
-                # Apply in the order that never reads what an earlier copy wrote.
-                k = i if dx > 0 else columns - 1 - i
-                copies[i] = (x0 + col_starts[k] + dx, y0, col_lengths[k], y1 - y0,
-                             x0 + col_starts[k], y0)
-        else:
-            copies = np.empty((rows, 6), np.int32)
-            for i in range(rows):
-                k = i if dy > 0 else rows - 1 - i
-                copies[i] = (x0, y0 + starts[k] + dy, x1 - x0, lengths[k],
-                             x0, y0 + starts[k])
-        return copies
+        groups = []
+        whole[0], whole[1], whole[2], whole[3] = ntx, nty, 0, 0
+        for i in range(nty * ntx):
+            label[i] = -1
+        while next_component(first_diff, label, stack, &start, tiles, &group):
+            whole[0], whole[1] = min(whole[0], tiles[0]), min(whole[1], tiles[1])
+            whole[2], whole[3] = max(whole[2], tiles[2]), max(whole[3], tiles[3])
+            if group >= min_tiles:
+                groups.append((tiles[0], tiles[1], tiles[2], tiles[3]))
+        if not groups or not changed_box(cur, ref, tile, whole, box):
+            return np.empty((0, 6), np.int32)
+        explained = box_motion(cur, ref, box, min_run, &s, copies)
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        if 2 * explained >= area or len(groups) < 2:
+            return np.array(copies, np.int32).reshape(-1, 6)
+        group_copies = []
+        for tiles[0], tiles[1], tiles[2], tiles[3] in groups:
+            if changed_box(cur, ref, tile, tiles, box):
+                group_explained += box_motion(cur, ref, box, min_run, &s, group_copies)
+        if group_explained > explained:
+            copies = group_copies
+        return np.array(copies, np.int32).reshape(-1, 6)
     finally:
-        free(w)
-        free(hc)
-        free(hr)
-        free(a)
-        free(b)
-        free(votes)
-        free(starts)
-        free(lengths)
-        free(col_starts)
-        free(col_lengths)
+        free(s.keys)
+        free(s.hc)
+        free(s.hr)
+        free(s.a)
+        free(s.b)
+        free(s.votes)
+        free(s.starts)
+        free(s.lengths)
+        free(label)
+        free(stack)
 
 
 def line_hashes(const uint8_t[:, :, ::1] frame, Py_ssize_t x0, Py_ssize_t y0, Py_ssize_t x1,

@@ -245,3 +245,22 @@ def test_small_changes_skip_the_search(monkeypatch):
     assert encoder.encode(frame) and not calls
     frame = np.roll(frame, 5, axis=0)  # every tile
     assert encoder.encode(frame) and len(calls) == 1
+
+
+def test_each_group_of_changes_is_searched_on_its_own():
+    """A scroll is found while something else changes far away, and so is a second move."""
+    rng = np.random.default_rng(8)
+    tall = random_frame(rng, 200, 80)
+    sprite = random_frame(rng, 30, 40)
+    frame = random_frame(rng, 200, 240)
+    frames = []
+    for n in range(4):
+        frame = frame.copy()
+        frame[20:120, 10:90] = tall[10 + 4 * n:110 + 4 * n]  # scrolls up 4 px a frame
+        frame[150:190, 20:60] = rng.integers(0, 256, (40, 40, 4), np.uint8)  # a "video"
+        frame[10:40, 130:230] = frame[0, 0]  # a window dragged right 6 px a frame
+        frame[10:40, 140 + 6 * n:180 + 6 * n] = sprite
+        frames.append(frame)
+    for message in stream(frames):
+        moves = {(sx - dx, sy - dy) for sx, sy, _, _, dx, dy in copies_of(message)}
+        assert moves == {(0, 4), (-6, 0)}
