@@ -17,6 +17,7 @@ __all__ = ["Decoder", "Encoder", "NumpyKernel", "find_motion", "line_hashes", "s
 COLOUR = np.uint32(0x00FFFFFF)
 SAMPLE_STEP = 4  # as in delta.pyx
 GOLDEN = np.uint32(2654435761)  # as in motion.pyx
+COLUMN_ROW_STEP = 4  # as in motion.pyx
 
 
 def _words(frame: Frame) -> npt.NDArray[np.uint32]:
@@ -44,11 +45,13 @@ def scan(cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
 
 def line_hashes(frame: Frame, x0: int, y0: int, x1: int, y1: int,
                 by_rows: bool) -> npt.NDArray[np.uint32]:
-    """One hash per row (or column) of a box: the sum of colours XOR position keys, mod 2**32."""
+    """One hash per row (or column, over every fourth row) of a box: the sum of colours XOR
+    position keys, mod 2**32."""
     box = _words(frame)[y0:y1, x0:x1] & COLOUR
     if by_rows:
         return (box ^ _keys(x1 - x0)).sum(axis=1, dtype=np.uint32)
-    return (box ^ _keys(y1 - y0)[:, None]).sum(axis=0, dtype=np.uint32)
+    step = COLUMN_ROW_STEP
+    return (box[::step] ^ _keys(y1 - y0)[::step, None]).sum(axis=0, dtype=np.uint32)
 
 
 def _keys(n: int) -> npt.NDArray[np.uint32]:

@@ -88,6 +88,7 @@ Copies = npt.NDArray[np.int32]
 # Tile columns and rows x0, y0, x1, y1, ends excluded.
 TileRange = tuple[int, int, int, int]
 NO_COPIES: Copies = np.empty((0, 6), np.int32)
+MAX_COPIES = 0xFFFF
 
 
 class Mode(IntEnum):
@@ -244,6 +245,9 @@ class Encoder:
         """Find moved content, move it in the reference as the decoder will, and rescan there."""
         copies = self.kernel.find_motion(frame, ref, self.tile_size, first_diff,
                                          MOTION_MIN_TILES, MOTION_MIN_RUN)
+        # The header counts copies in a u16. Any copy may be left out (the tiles then carry
+        # what it would have explained), so the excess is simply dropped.
+        copies = copies[:MAX_COPIES]
         if not len(copies):
             return copies
         self.kernel.apply_copies(ref, copies)

@@ -31,6 +31,12 @@ from libc.string cimport memcmp, memmove
 from tiles cimport load_pixel
 
 cdef uint32_t COLOUR = 0x00FFFFFF
+# Column hashes read every fourth row only: a column search reads memory across the whole
+# box (on a full-screen change, 16 MB at 1080p), and a column that moved agrees in every
+# row anyway. A chance agreement costs bytes, never correctness. Measured: the search on a
+# full-screen change drops from 3.0 to about 1.9 ms; the drag workload is found as before.
+cdef enum:
+    COLUMN_ROW_STEP = 4
 # Knuth's multiplicative constant: consecutive keys differ in every byte.
 cdef uint32_t GOLDEN = 2654435761u
 
@@ -59,7 +65,8 @@ cdef inline uint32_t key(Py_ssize_t i) noexcept nogil:
 cdef void hash_lines(const uint8_t* frame, Py_ssize_t stride, Py_ssize_t x0, Py_ssize_t y0,
                      Py_ssize_t x1, Py_ssize_t y1, bint by_rows, uint32_t* keys,
                      uint32_t* out) noexcept nogil:
-    """One hash per row (or per column) of the box; `keys` is scratch for max(w, h) keys."""
+    """One hash per row (or per column, over every COLUMN_ROW_STEP-th row) of the box;
+    `keys` is scratch for max(w, h) keys."""
     cdef Py_ssize_t x, y, n = x1 - x0
     cdef uint32_t h
     cdef const uint8_t* row
@@ -68,17 +75,21 @@ cdef void hash_lines(const uint8_t* frame, Py_ssize_t stride, Py_ssize_t x0, Py_
     if not by_rows:
         for x in range(n):
             out[x] = 0
-    for y in range(y0, y1):
-        row = frame + y * stride + 4 * x0
-        if by_rows:
+    if by_rows:
+        for y in range(y0, y1):
+            row = frame + y * stride + 4 * x0
             h = 0
             for x in range(n):
                 h += (load_pixel(row + 4 * x) & COLOUR) ^ keys[x]
             out[y - y0] = h
-        else:
+    else:
+        y = y0
+        while y < y1:
+            row = frame + y * stride + 4 * x0
             h = keys[y - y0]
             for x in range(n):
                 out[x] += (load_pixel(row + 4 * x) & COLOUR) ^ h
+            y += COLUMN_ROW_STEP
 
 
 cdef Py_ssize_t best_offset(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n,
