@@ -15,7 +15,7 @@ extensions = [
         define_macros=NUMPY_MACROS,
         extra_compile_args=COMPILE_ARGS,
     )
-    for name in ("tiles", "delta")
+    for name in ("tiles", "delta", "motion")
 ]
 
 setup(

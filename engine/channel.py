@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import TypeVar
 
 from engine.protocol import (
@@ -28,7 +29,7 @@ from engine.protocol import (
     State,
 )
 
-__all__ = ["Channel", "Session", "SessionError"]
+__all__ = ["Channel", "Session", "SessionError", "first_to_finish"]
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +167,16 @@ class Session:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+async def first_to_finish(*coroutines: Awaitable[None]) -> None:
+    """Run side by side until one returns or raises; cancel the rest; re-raise its error."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()

@@ -23,7 +23,7 @@ from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
-from engine.channel import Channel, Session, SessionError
+from engine.channel import Channel, Session, SessionError, first_to_finish
 from engine.codec import CodecError, Decoder, Rect
 from engine.identity import client_context, fingerprint
 from engine.protocol import (
@@ -224,24 +224,32 @@ class Viewer:
                      latency_ms=None if self._round_trip is None else self._round_trip * 1000)
 
     async def run(self) -> SessionError:
-        """Carry the session until it ends; the error that says how it ended."""
-        pinger = asyncio.ensure_future(self._ping())
+        """Carry the session until it ends; the error that says how it ended.
+
+        Reading (TLS) and decoding run side by side: the next frame is read off the socket
+        while the previous one decodes on a worker thread (the codec releases the GIL).
+        """
+        frames: asyncio.Queue[Frame] = asyncio.Queue(maxsize=2)
         try:
-            while True:
-                await self._handle(await self.session.next_message())
+            await first_to_finish(self._receive(frames), self._decode_all(frames), self._ping())
         except SessionError as exc:
             ended = exc
-        finally:
-            pinger.cancel()
-            await asyncio.gather(pinger, return_exceptions=True)
+        else:  # pragma: no cover - the three loops only end by raising
+            ended = SessionError("the session ended")
         self.controlling = False
         self.events.ended(ended)
         return ended
 
-    async def _handle(self, message: Message) -> None:
-        if isinstance(message, Frame):
-            await self._frame(message)
-        elif isinstance(message, Cursor):
+    async def _receive(self, frames: asyncio.Queue[Frame]) -> None:
+        while True:
+            message = await self.session.next_message()
+            if isinstance(message, Frame):
+                await frames.put(message)
+            else:
+                self._handle(message)
+
+    def _handle(self, message: Message) -> None:
+        if isinstance(message, Cursor):
             self.events.cursor(message)
         elif isinstance(message, Pong):
             self._round_trip = time.monotonic() - message.token / 1e9
@@ -256,30 +264,32 @@ class Viewer:
             self.controlling = False
             self.events.control(False, message.reason)
 
-    async def _frame(self, message: Frame) -> None:
-        before = self.decoder.framebuffer
-        try:
-            rects = self.decoder.decode(message.data)
-        except CodecError as exc:
-            # The framebuffer is as it was; a keyframe puts it right (asked for once).
-            log.warning("frame %d does not decode: %s", message.seq, exc)
-            if not self._refresh_asked:
-                self._refresh_asked = True
-                await self.session.send(RefreshRequest())
-            rects = []
-        else:
-            self._refresh_asked = False
-        # Acknowledged either way: the sharer's window must not stall on a frame we dropped.
-        await self.session.send(FrameAck(seq=message.seq))
-        self.frames += 1
-        self.bytes += len(message.data)
-        self._arrivals.append((time.monotonic(), len(message.data)))
-        fb = self.decoder.framebuffer
-        if fb is not None and fb is not before:
-            height, width = fb.shape[:2]
-            self.events.resized(width, height)
-        if rects:
-            self.events.frame(rects)
+    async def _decode_all(self, frames: asyncio.Queue[Frame]) -> None:
+        while True:
+            message = await frames.get()
+            before = self.decoder.framebuffer
+            try:
+                rects = await asyncio.to_thread(self.decoder.decode, message.data)
+            except CodecError as exc:
+                # The framebuffer is as it was; a keyframe puts it right (asked for once).
+                log.warning("frame %d does not decode: %s", message.seq, exc)
+                if not self._refresh_asked:
+                    self._refresh_asked = True
+                    await self.session.send(RefreshRequest())
+                rects = []
+            else:
+                self._refresh_asked = False
+            # Acknowledged either way: the sharer's window must not stall on a frame we dropped.
+            await self.session.send(FrameAck(seq=message.seq))
+            self.frames += 1
+            self.bytes += len(message.data)
+            self._arrivals.append((time.monotonic(), len(message.data)))
+            fb = self.decoder.framebuffer
+            if fb is not None and fb is not before:
+                height, width = fb.shape[:2]
+                self.events.resized(width, height)
+            if rects:
+                self.events.frame(rects)
 
     async def _ping(self) -> None:
         while True:

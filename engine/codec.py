@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import codec_py, frame_format
-from engine.frame_format import CodecError, Frame, Mode, Rect, tile_grid
+from engine.frame_format import CodecError, Copies, Frame, Mode, Rect, TileMap, TileRange, tile_grid
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -30,7 +30,7 @@ __all__ = [
 try:
     if sys.byteorder != "little":
         raise ImportError("the native codec handles pixels as little-endian words")
-    from engine._native import delta, tiles
+    from engine._native import delta, motion, tiles
 except ImportError as exc:  # pragma: no cover - a broken install, reported on first use
     _native_missing: ImportError | None = exc
 else:
@@ -51,11 +51,20 @@ class NativeKernel:
         self._modes = np.empty(0, np.uint8)
         self._data = np.empty(0, np.uint8)
 
-    def dirty_tiles(self, cur: Frame, ref: Frame, tile: int) -> npt.NDArray[np.bool_]:
-        return tiles.dirty_tiles(cur, ref, tile)
+    def scan(self, cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
+             tile_range: TileRange) -> int:
+        return tiles.scan(cur, ref, tile, first_diff, *tile_range)
+
+    def find_motion(self, cur: Frame, ref: Frame, tile: int,
+                    first_diff: TileMap, min_tiles: int, min_run: int) -> Copies:
+        return motion.find_motion(cur, ref, tile, first_diff, min_tiles, min_run)
+
+    def apply_copies(self, fb: Frame, copies: Copies) -> None:
+        motion.apply_copies(fb, copies)
 
     def encode_tiles(
-        self, cur: Frame, ref: Frame, tile: int, keyframe: bool
+        self, cur: Frame, ref: Frame, tile: int, keyframe: bool,
+        first_diff: TileMap,
     ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8], memoryview]:
         height, width = cur.shape[:2]
         if self._layout != (height, width, tile):
@@ -65,7 +74,7 @@ class NativeKernel:
             self._data = np.empty(3 * height * width + delta.DATA_SLACK, np.uint8)
             self._layout = (height, width, tile)
         count, used = delta.encode_tiles(
-            cur, ref, tile, keyframe, self._indices, self._modes, self._data
+            cur, ref, tile, keyframe, first_diff, self._indices, self._modes, self._data
         )
         return self._indices[:count], self._modes[:count], memoryview(self._data)[:used]  # type: ignore[arg-type]
 

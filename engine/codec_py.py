@@ -1,7 +1,7 @@
-"""The numpy twin of the native tile kernel: the correctness oracle and the speed baseline.
+"""The numpy twin of the native kernel: the correctness oracle and the speed baseline.
 
-It makes the same choices as `ext/delta.pyx` (same scan result, same solid test, same
-XOR-or-raw guess from the same sampled rows), so both produce the same bytes.
+It makes the same choices as `ext/` (same scan map, same solid test, same XOR-or-raw guess
+from the same sampled rows, same motion search), so both produce the same bytes.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import frame_format
-from engine.frame_format import Frame, Mode, tile_grid
+from engine.frame_format import Copies, Frame, Mode, TileMap, TileRange, tile_grid
 
-__all__ = ["Decoder", "Encoder", "NumpyKernel", "dirty_tiles"]
+__all__ = ["Decoder", "Encoder", "NumpyKernel", "find_motion", "line_hashes", "scan"]
 
 COLOUR = np.uint32(0x00FFFFFF)
-OPAQUE = np.uint32(0xFF000000)
 SAMPLE_STEP = 4  # as in delta.pyx
+GOLDEN = np.uint32(2654435761)  # as in motion.pyx
+COLUMN_ROW_STEP = 4  # as in motion.pyx
 
 
 def _words(frame: Frame) -> npt.NDArray[np.uint32]:
@@ -24,29 +25,192 @@ def _words(frame: Frame) -> npt.NDArray[np.uint32]:
     return frame.view("<u4")[..., 0]
 
 
-def dirty_tiles(cur: Frame, ref: Frame, tile: int) -> npt.NDArray[np.bool_]:
-    """Boolean (tile rows, tile columns) map of the tiles where `cur` differs from `ref`."""
+def scan(cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
+         tile_range: TileRange) -> int:
+    """Per tile in `tile_range`, the first row where `cur` differs from `ref` (-1: none)."""
+    tx0, ty0, tx1, ty1 = tile_range
+    if tx0 >= tx1 or ty0 >= ty1:
+        return 0
     height, width = cur.shape[:2]
-    changed = _words(cur) != _words(ref)
-    by_band = np.logical_or.reduceat(changed, np.arange(0, height, tile), axis=0)
-    return np.logical_or.reduceat(by_band, np.arange(0, width, tile), axis=1)
+    window = np.s_[ty0 * tile:min(height, ty1 * tile), tx0 * tile:min(width, tx1 * tile)]
+    changed = _words(cur)[window] != _words(ref)[window]
+    by_tile_column = np.logical_or.reduceat(changed, np.arange(0, changed.shape[1], tile), axis=1)
+    padded = np.zeros(((ty1 - ty0) * tile, tx1 - tx0), bool)  # edge bands are short
+    padded[:len(by_tile_column)] = by_tile_column
+    bands = padded.reshape(ty1 - ty0, tile, tx1 - tx0)
+    dirty = bands.any(axis=1)
+    first_diff[ty0:ty1, tx0:tx1] = np.where(dirty, bands.argmax(axis=1), -1)
+    return int(np.count_nonzero(dirty))
+
+
+def line_hashes(frame: Frame, x0: int, y0: int, x1: int, y1: int,
+                by_rows: bool) -> npt.NDArray[np.uint32]:
+    """One hash per row (or column, over every fourth row) of a box: the sum of colours XOR
+    position keys, mod 2**32."""
+    box = _words(frame)[y0:y1, x0:x1] & COLOUR
+    if by_rows:
+        return (box ^ _keys(x1 - x0)).sum(axis=1, dtype=np.uint32)
+    step = COLUMN_ROW_STEP
+    return (box[::step] ^ _keys(y1 - y0)[::step, None]).sum(axis=0, dtype=np.uint32)
+
+
+def _keys(n: int) -> npt.NDArray[np.uint32]:
+    return np.arange(1, n + 1, dtype=np.uint32) * GOLDEN
+
+
+def _best_offset(hc: npt.NDArray[np.uint32], hr: npt.NDArray[np.uint32]) -> int:
+    """The offset (reference line − frame line) most uniquely-hashed lines agree on; 0: none."""
+    n = len(hc)
+    uc, first_c, count_c = np.unique(hc, return_index=True, return_counts=True)
+    ur, first_r, count_r = np.unique(hr, return_index=True, return_counts=True)
+    _, a, b = np.intersect1d(uc, ur, assume_unique=True, return_indices=True)
+    unique = (count_c[a] == 1) & (count_r[b] == 1)
+    offsets = first_r[b[unique]].astype(np.int64) - first_c[a[unique]]
+    offsets = offsets[offsets != 0]
+    if not len(offsets):
+        return 0
+    votes = np.bincount(offsets + n, minlength=2 * n)
+    best = np.flatnonzero(votes == votes.max()) - n
+    return int(best[np.lexsort((best, np.abs(best)))[0]])
+
+
+def _runs(hc: npt.NDArray[np.uint32], hr: npt.NDArray[np.uint32], offset: int,
+          min_run: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    n = len(hc)
+    lo, hi = max(0, -offset), min(n, n - offset)
+    match = hc[lo:hi] == hr[lo + offset:hi + offset]
+    edges = np.diff(np.r_[0, match.astype(np.int8), 0])
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    keep = ends - starts >= min_run
+    return starts[keep] + lo, (ends - starts)[keep]
+
+
+def _search(cur: Frame, ref: Frame, box: tuple[int, int, int, int], by_rows: bool,
+            min_run: int) -> tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    hc, hr = line_hashes(cur, *box, by_rows), line_hashes(ref, *box, by_rows)
+    offset = _best_offset(hc, hr)
+    if offset == 0:
+        empty = np.empty(0, np.int64)
+        return 0, empty, empty
+    return offset, *_runs(hc, hr, offset, min_run)
+
+
+def _components(dirty: npt.NDArray[np.bool_]) -> list[tuple[int, TileRange]]:
+    """Groups of touching (8-connected) dirty tiles in row-major order of their first tile:
+    size and tile box of each, as `next_component` in motion.pyx."""
+    rows, columns = dirty.shape
+    marks = dirty.tolist()
+    seen = [[False] * columns for _ in range(rows)]
+    groups = []
+    for ty, tx in zip(*np.nonzero(dirty), strict=True):
+        if seen[ty][tx]:
+            continue
+        seen[ty][tx] = True
+        stack, size = [(int(ty), int(tx))], 0
+        box = [int(tx), int(ty), int(tx) + 1, int(ty) + 1]
+        while stack:
+            y, x = stack.pop()
+            size += 1
+            box = [min(box[0], x), min(box[1], y), max(box[2], x + 1), max(box[3], y + 1)]
+            for ny in range(max(0, y - 1), min(rows, y + 2)):
+                for nx in range(max(0, x - 1), min(columns, x + 2)):
+                    if marks[ny][nx] and not seen[ny][nx]:
+                        seen[ny][nx] = True
+                        stack.append((ny, nx))
+        groups.append((size, (box[0], box[1], box[2], box[3])))
+    return groups
+
+
+def _changed_box(cur: Frame, ref: Frame, tile: int,
+                 tiles: TileRange) -> tuple[int, int, int, int] | None:
+    px0, py0 = tiles[0] * tile, tiles[1] * tile
+    window = np.s_[py0:tiles[3] * tile, px0:tiles[2] * tile]
+    changed = _words(cur)[window] != _words(ref)[window]
+    rows, columns = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    if not len(rows):
+        return None
+    return (px0 + int(columns[0]), py0 + int(rows[0]),
+            px0 + int(columns[-1]) + 1, py0 + int(rows[-1]) + 1)
+
+
+def find_motion(cur: Frame, ref: Frame, tile: int, first_diff: TileMap, min_tiles: int,
+                min_run: int) -> Copies:
+    """Copy-rects that turn `ref` into `cur` where content moved, as `ext/motion.pyx`."""
+    groups = _components(first_diff >= 0)
+    large = [tiles for size, tiles in groups if size >= min_tiles]
+    whole = (min(t[0] for _, t in groups), min(t[1] for _, t in groups),
+             max(t[2] for _, t in groups), max(t[3] for _, t in groups)) if groups else None
+    box = _changed_box(cur, ref, tile, whole) if large and whole else None
+    if box is None:
+        return np.empty((0, 6), np.int32)
+    copies, explained = _copies_in_box(cur, ref, box, min_run)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    if 2 * explained < area and len(large) >= 2:
+        group_copies: list[tuple[int, ...]] = []
+        group_explained = 0
+        for tiles in large:
+            group_box = _changed_box(cur, ref, tile, tiles)
+            if group_box is not None:
+                found, pixels = _copies_in_box(cur, ref, group_box, min_run)
+                group_copies += found
+                group_explained += pixels
+        if group_explained > explained:
+            copies = group_copies
+    return np.array(copies, np.int32).reshape(-1, 6)
+
+
+def _copies_in_box(cur: Frame, ref: Frame, box: tuple[int, int, int, int],
+                   min_run: int) -> tuple[list[tuple[int, ...]], int]:
+    """The copies found in one box, in the order to apply them, and the pixels they explain.
+    Rows first; columns only if rows explain less than half the box."""
+    x0, y0, x1, y1 = box
+    copies: list[tuple[int, ...]]
+    dy, row_starts, row_lengths = _search(cur, ref, box, True, min_run)
+    row_pixels = int(row_lengths.sum()) * (x1 - x0)
+    column_pixels = 0
+    if 2 * row_pixels < (x1 - x0) * (y1 - y0):
+        dx, column_starts, column_lengths = _search(cur, ref, box, False, min_run)
+        column_pixels = int(column_lengths.sum()) * (y1 - y0)
+    if column_pixels > row_pixels:
+        copies = [(x0 + s + dx, y0, n, y1 - y0, x0 + s, y0)
+                  for s, n in zip(column_starts.tolist(), column_lengths.tolist(), strict=True)]
+        order, pixels = (1 if dx > 0 else -1), column_pixels
+    else:
+        copies = [(x0, y0 + s + dy, x1 - x0, n, x0, y0 + s)
+                  for s, n in zip(row_starts.tolist(), row_lengths.tolist(), strict=True)]
+        order, pixels = (1 if dy > 0 else -1), row_pixels
+    # Apply in the order that never reads what an earlier copy wrote.
+    return copies[::order], pixels
+
+
+def apply_copies(fb: Frame, copies: Copies) -> None:
+    for sx, sy, width, height, dx, dy in copies.tolist():
+        # numpy assigns through a temporary when source and destination overlap, which is
+        # the memmove semantics the format asks for (tests/test_motion.py checks it).
+        fb[dy:dy + height, dx:dx + width] = fb[sy:sy + height, sx:sx + width]
 
 
 class NumpyKernel:
     name = "numpy"
 
-    def dirty_tiles(self, cur: Frame, ref: Frame, tile: int) -> npt.NDArray[np.bool_]:
-        return dirty_tiles(cur, ref, tile)
+    def scan(self, cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
+             tile_range: TileRange) -> int:
+        return scan(cur, ref, tile, first_diff, tile_range)
+
+    def find_motion(self, cur: Frame, ref: Frame, tile: int,
+                    first_diff: TileMap, min_tiles: int, min_run: int) -> Copies:
+        return find_motion(cur, ref, tile, first_diff, min_tiles, min_run)
+
+    def apply_copies(self, fb: Frame, copies: Copies) -> None:
+        apply_copies(fb, copies)
 
     def encode_tiles(
-        self, cur: Frame, ref: Frame, tile: int, keyframe: bool
+        self, cur: Frame, ref: Frame, tile: int, keyframe: bool,
+        first_diff: TileMap,
     ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8], memoryview]:
         height, width = cur.shape[:2]
         columns, rows = tile_grid(width, height, tile)
-        if keyframe:
-            dirty = np.ones((rows, columns), dtype=bool)
-        else:
-            dirty = dirty_tiles(cur, ref, tile)
+        dirty = np.ones((rows, columns), bool) if keyframe else first_diff >= 0
         cur_words, ref_words = _words(cur), _words(ref)
         indices, modes, chunks = [], [], []
         for ty, tx in zip(*np.nonzero(dirty), strict=True):
@@ -96,7 +260,6 @@ def _xor_beats_raw(pixels: npt.NDArray[np.uint32], xor: npt.NDArray[np.uint32]) 
     raw_runs = np.count_nonzero(raw_rows[:, 1:] == raw_rows[:, :-1])
     xor_runs = np.count_nonzero(xor_rows[:, 1:] == xor_rows[:, :-1])
     return bool(xor_runs > raw_runs)
-
 
 
 class Encoder(frame_format.Encoder):

@@ -21,7 +21,10 @@ Wire format, version 1 (all integers little-endian)::
         RAW    3·w·h bytes  B, G, R of each pixel, row-major
 
 Copy-rects are applied first, in order, each reading the framebuffer as the previous one left
-it; then the tiles, XOR against the result. A keyframe carries every tile, no XOR and no copy.
+it and each as if through a temporary (memmove: a copy may overlap itself); then the tiles,
+XOR against the result. A keyframe carries every tile, no XOR and no copy. The encoder finds
+copies by motion search (`ext/motion.pyx`): vertical scrolls of a region and horizontal moves;
+a decoder takes any copy that fits the frame.
 A frame with nothing to send is not a message: the encoder returns b"".
 
 Frames are BGRX ``uint8`` arrays (H, W, 4) as mss returns them. The padding byte is not sent;
@@ -41,11 +44,14 @@ import pyzstd
 __all__ = [
     "VERSION",
     "CodecError",
+    "Copies",
     "Decoder",
     "Encoder",
     "Mode",
     "Rect",
     "TileKernel",
+    "TileMap",
+    "TileRange",
     "tile_grid",
 ]
 
@@ -58,11 +64,32 @@ MAX_SIDE = 0xFFFF
 # 8K UHD with room to spare: the largest framebuffer a hostile header can make us allocate
 # (about 256 MiB).
 DEFAULT_MAX_PIXELS = 8192 * 8192
-# Level 1 measured best here: on a full-screen change it is the only level that keeps up
-# with capture, and on small updates the levels differ by a few bytes (`ra-bench codec`).
+# Level 1 measured best here for ordinary updates: on small updates the levels differ by a
+# few bytes (`ra-bench codec`).
 DEFAULT_ZSTD_LEVEL = 1
+# Past this many payload bytes (most of a screen changed at once) speed matters more than
+# the last bytes. Measured on the 1080p `full` workload (6.2 MB of packed photo pixels):
+# level 1 takes 9.9 ms for 5.16 MB, level -1 2.3 ms for 6.22 MB, which is still less than
+# zstd-1 of the raw frame (6.36 MB) since the padding byte is not sent. A 640x360 video
+# (0.8 MB) stays below the threshold and keeps level 1.
+LARGE_PAYLOAD = 1 << 20
+FAST_ZSTD_LEVEL = -1
+# Motion search runs only when at least this many tiles changed: typing and a blinking
+# cursor touch one or two, and pay nothing for it.
+MOTION_MIN_TILES = 4
+# A copy-rect must explain at least this many rows (or columns): shorter runs are as likely
+# chance as motion, and the tiles carry them as well.
+MOTION_MIN_RUN = 8
 
 Frame = npt.NDArray[np.uint8]
+# Per tile (tile rows, tile columns): the first row that differs, -1 where none does.
+TileMap = npt.NDArray[np.int32]
+# Copy-rects as int32 rows of (src_x, src_y, width, height, dst_x, dst_y).
+Copies = npt.NDArray[np.int32]
+# Tile columns and rows x0, y0, x1, y1, ends excluded.
+TileRange = tuple[int, int, int, int]
+NO_COPIES: Copies = np.empty((0, 6), np.int32)
+MAX_COPIES = 0xFFFF
 
 
 class Mode(IntEnum):
@@ -86,19 +113,32 @@ class TileKernel(Protocol):
     """The per-tile work, in native code or in its numpy twin; the format lives here.
 
     `Encoder` and `Decoder` are bound to a kernel by subclassing (`kernel_class`), so each
-    instance has its own kernel and its scratch buffers.
+    instance has its own kernel and its scratch buffers. The tile map `first_diff` is int32
+    (tile rows, tile columns): the first row that differs inside each tile, -1 for none.
     """
 
     name: str
 
-    def dirty_tiles(self, cur: Frame, ref: Frame, tile: int) -> npt.NDArray[np.bool_]:
-        """Boolean (tile rows, tile columns) map of where `cur` differs from `ref`."""
+    def scan(self, cur: Frame, ref: Frame, tile: int, first_diff: TileMap,
+             tile_range: TileRange) -> int:
+        """Fill `first_diff` for the tiles in `tiles`; return how many of them differ."""
+        ...
+
+    def find_motion(self, cur: Frame, ref: Frame, tile: int,
+                    first_diff: TileMap, min_tiles: int, min_run: int) -> Copies:
+        """Copy-rects, in the order to apply them, that explain content that moved, from each
+        group of at least `min_tiles` touching dirty tiles."""
+        ...
+
+    def apply_copies(self, fb: Frame, copies: Copies) -> None:
+        """Apply validated copy-rects in order, each as if through a temporary."""
         ...
 
     def encode_tiles(
-        self, cur: Frame, ref: Frame, tile: int, keyframe: bool
+        self, cur: Frame, ref: Frame, tile: int, keyframe: bool,
+        first_diff: TileMap,
     ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8], memoryview]:
-        """Tiles of `cur` that differ from `ref` (all on a keyframe); `ref` becomes `cur`."""
+        """The tiles `first_diff` marks (all on a keyframe), packed; `ref` becomes `cur`."""
         ...
 
     def apply_tiles(
@@ -123,17 +163,27 @@ class Encoder:
 
     The reference is the last frame *encoded*, which is what the decoder has: a capture
     that is never encoded (skipped under back-pressure) simply coalesces into the next one.
+
+    Each frame is scanned against the reference first. When at least `MOTION_MIN_TILES`
+    tiles changed, the motion search looks for content that moved; its copies are applied
+    to the reference exactly as the decoder will apply them, the tiles they touched are
+    scanned again, and only what the copies did not explain is sent as tiles.
+    `motion=False` turns the search off (to measure what it saves).
     """
 
     kernel_class: ClassVar[type[TileKernel]]
 
-    def __init__(self, tile_size: int = 64, level: int = DEFAULT_ZSTD_LEVEL):
+    def __init__(self, tile_size: int = 64, level: int = DEFAULT_ZSTD_LEVEL,
+                 fast_level: int = FAST_ZSTD_LEVEL, motion: bool = True):
         if not MIN_TILE <= tile_size <= MAX_TILE:
             raise ValueError(f"tile size must be {MIN_TILE}..{MAX_TILE}, not {tile_size}")
         self.kernel = self.kernel_class()
         self.tile_size = tile_size
+        self.motion = motion
         self._compressor = pyzstd.ZstdCompressor(level)
+        self._fast_compressor = pyzstd.ZstdCompressor(fast_level)
         self._reference: Frame | None = None
+        self._first_diff = np.empty((0, 0), np.int32)
         self._keyframe_due = True
 
     @property
@@ -154,28 +204,61 @@ class Encoder:
         if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
             raise ValueError(f"frame size {width}x{height} is outside 1..{MAX_SIDE}")
         frame = np.ascontiguousarray(frame)
+        tile = self.tile_size
+        columns, rows = tile_grid(width, height, tile)
         ref = self._reference
         if ref is None or ref.shape != frame.shape:
             ref = self._reference = np.empty_like(frame)
+            self._first_diff = np.empty((rows, columns), np.int32)
             keyframe = True
         keyframe = keyframe or self._keyframe_due
         self._keyframe_due = False
-        indices, modes, data = self.kernel.encode_tiles(frame, ref, self.tile_size, keyframe)
+        first_diff = self._first_diff
+        copies = NO_COPIES
+        if not keyframe:
+            dirty = self.kernel.scan(frame, ref, tile, first_diff, (0, 0, columns, rows))
+            if dirty == 0:
+                return b""
+            if self.motion and dirty >= MOTION_MIN_TILES:
+                copies = self._follow_motion(frame, ref, first_diff)
+        indices, modes, data = self.kernel.encode_tiles(frame, ref, tile, keyframe, first_diff)
         count = len(indices)
-        if count == 0:
+        if count == 0 and not len(copies):
             return b""
-        payload_size = 5 * count + len(data)
+        payload_size = COPY.size * len(copies) + 5 * count + len(data)
         header = HEADER.pack(
-            VERSION, FLAG_KEYFRAME if keyframe else 0, self.tile_size, width, height,
-            count, 0, 0, payload_size,
+            VERSION, FLAG_KEYFRAME if keyframe else 0, tile, width, height,
+            count, len(copies), 0, payload_size,
         )
-        compress = self._compressor.compress
+        compressor = (self._fast_compressor if payload_size > LARGE_PAYLOAD
+                      else self._compressor)
+        compress, more = compressor.compress, pyzstd.ZstdCompressor.CONTINUE
         return b"".join((
             header,
-            compress(indices.astype("<u4", copy=False).tobytes(), pyzstd.ZstdCompressor.CONTINUE),
-            compress(modes.tobytes(), pyzstd.ZstdCompressor.CONTINUE),
+            compress(copies.astype("<u2").tobytes(), more),
+            compress(indices.astype("<u4", copy=False).tobytes(), more),
+            compress(modes.tobytes(), more),
             compress(data, pyzstd.ZstdCompressor.FLUSH_FRAME),
         ))
+
+    def _follow_motion(self, frame: Frame, ref: Frame,
+                       first_diff: TileMap) -> Copies:
+        """Find moved content, move it in the reference as the decoder will, and rescan there."""
+        copies = self.kernel.find_motion(frame, ref, self.tile_size, first_diff,
+                                         MOTION_MIN_TILES, MOTION_MIN_RUN)
+        # The header counts copies in a u16. Any copy may be left out (the tiles then carry
+        # what it would have explained), so the excess is simply dropped.
+        copies = copies[:MAX_COPIES]
+        if not len(copies):
+            return copies
+        self.kernel.apply_copies(ref, copies)
+        tile = self.tile_size
+        x0, y0 = int(copies[:, 4].min()), int(copies[:, 5].min())
+        x1 = int((copies[:, 4] + copies[:, 2]).max())
+        y1 = int((copies[:, 5] + copies[:, 3]).max())
+        self.kernel.scan(frame, ref, tile, first_diff,
+                         (x0 // tile, y0 // tile, -(-x1 // tile), -(-y1 // tile)))
+        return copies
 
 
 class Decoder:
@@ -233,9 +316,9 @@ class Decoder:
         if keyframe:
             fb = np.empty((height, width, 4), np.uint8)
         assert fb is not None
-        for src, dst in copy_rects:
-            fb[dst.y:dst.y + dst.height, dst.x:dst.x + dst.width] = (
-                fb[src.y:src.y + src.height, src.x:src.x + src.width])
+        if copy_rects:
+            self.kernel.apply_copies(fb, np.array(
+                [(*src, dst.x, dst.y) for src, dst in copy_rects], np.int32).reshape(-1, 6))
         self.kernel.apply_tiles(fb, tile, indices, modes, data)
         self.framebuffer = fb
         if keyframe:

@@ -23,11 +23,11 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.capture import CaptureError, FrameSource
-from engine.channel import Channel, Session, SessionError
+from engine.channel import Channel, Session, SessionError, first_to_finish
 from engine.handover import Handover, HandoverListener
 from engine.identity import Identity
 from engine.invitations import InvitationRefused, InvitationStore
@@ -54,7 +54,12 @@ from engine.protocol import (
     Scroll,
     SessionStart,
 )
-from engine.streamer import DEFAULT_MAX_FPS, CaptureThread, Streamer, capture_failure
+from engine.streamer import (
+    DEFAULT_MAX_FPS,
+    CaptureThread,
+    Streamer,
+    capture_failure,
+)
 
 __all__ = ["DEFAULT_PORT", "ConsentRequest", "Sharer", "SharerEvents"]
 
@@ -276,7 +281,7 @@ class Sharer:
             if streamer is None:
                 await self._read(session, streamer, handover)
             else:
-                await _first_to_finish(self._read(session, streamer, handover), streamer.run())
+                await first_to_finish(self._read(session, streamer, handover), streamer.run())
         except SessionError as exc:
             reason = exc.reason
             raise
@@ -337,16 +342,3 @@ class Sharer:
         channel = self.active
         if channel is not None:
             await channel.close(code=Reason.ENDED, reason=f"{self.name} ended the session")
-
-
-async def _first_to_finish(*coroutines: Awaitable[None]) -> None:
-    """Run side by side until one returns or raises; cancel the rest; re-raise its error."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        task.result()

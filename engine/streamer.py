@@ -33,10 +33,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from engine.capture import CaptureError, CursorImage, FrameSource
+from engine.channel import first_to_finish
 from engine.codec import Encoder
 from engine.protocol import Cursor, Frame, Message, Reason
 
-__all__ = ["DEFAULT_MAX_FPS", "DEFAULT_WINDOW", "CaptureThread", "FlowWindow", "Streamer"]
+__all__ = [
+    "DEFAULT_MAX_FPS",
+    "DEFAULT_WINDOW",
+    "CaptureThread",
+    "FlowWindow",
+    "RateLimit",
+    "Streamer",
+    "capture_failure",
+]
 
 DEFAULT_MAX_FPS = 60
 # Two frames in flight: one being decoded while the next travels. More only adds latency on a
@@ -196,7 +205,19 @@ class Streamer:
         return self.window.acked(seq, time.monotonic())
 
     async def run(self) -> None:
-        """Capture and send until cancelled; a failing display raises `CaptureError`."""
+        """Capture and send until cancelled; a failing display raises `CaptureError`.
+
+        Sending runs beside capturing: the next grab and encode (on the capture thread) overlap
+        the encryption and transmission of the previous frame (on the loop's thread).
+        """
+        outbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=1)
+        await first_to_finish(self._produce(outbox), self._deliver(outbox))
+
+    async def _deliver(self, outbox: asyncio.Queue[Message]) -> None:
+        while True:
+            await self._send(await outbox.get())
+
+    async def _produce(self, outbox: asyncio.Queue[Message]) -> None:
         pointer_moved = time.monotonic()
         while True:
             await self.window.wait_open()
@@ -208,12 +229,12 @@ class Streamer:
                 functools.partial(self._step, keyframe))
             if cursor is not None:
                 pointer_moved = time.monotonic()
-                await self._send(cursor)
+                await outbox.put(cursor)
             if data:
                 self.rate.take(time.monotonic())
                 self._seq = (self._seq + 1) & 0xFFFFFFFF
                 self.window.sent(self._seq, time.monotonic())
-                await self._send(Frame(seq=self._seq, data=data))
+                await outbox.put(Frame(seq=self._seq, data=data))
                 self.frames_sent += 1
                 self.bytes_sent += len(data)
             elif not news and not self._refresh:

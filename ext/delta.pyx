@@ -7,11 +7,10 @@ output buffer carries slack for the last store (`DATA_SLACK`). The decoder is ha
 that `frame_format` has validated, and checks every index and length again here anyway:
 this is the code that writes into memory.
 """
-from libc.stdint cimport uint8_t, uint32_t
-from libc.stdlib cimport free, malloc
+from libc.stdint cimport int32_t, uint8_t, uint32_t
 from libc.string cimport memcpy
 
-from tiles cimport load_pixel, scan_band, store_pixel
+from tiles cimport load_pixel, store_pixel
 
 # Wire values of the tile modes (frame_format.Mode).
 cdef enum:
@@ -51,54 +50,74 @@ cdef inline bint xor_beats_raw(const uint8_t* cur, const uint8_t* ref, Py_ssize_
     """
     cdef Py_ssize_t x, y
     cdef Py_ssize_t raw_runs = 0, xor_runs = 0
-    cdef uint32_t c, d, prev_c, prev_d
+    cdef uint32_t c0, c1, r0, r1
     cdef const uint8_t* crow
     cdef const uint8_t* rrow
     y = 0
     while y < th:
         crow = cur + y * stride
         rrow = ref + y * stride
-        prev_c = load_pixel(crow) & COLOUR
-        prev_d = (prev_c ^ load_pixel(rrow)) & COLOUR
+        # Each pixel is loaded afresh rather than carried over, so that the compiler can
+        # vectorise the loop.
         for x in range(1, tw):
-            c = load_pixel(crow + 4 * x) & COLOUR
-            d = (c ^ load_pixel(rrow + 4 * x)) & COLOUR
-            raw_runs += c == prev_c
-            xor_runs += d == prev_d
-            prev_c = c
-            prev_d = d
+            c0 = load_pixel(crow + 4 * x - 4)
+            c1 = load_pixel(crow + 4 * x)
+            r0 = load_pixel(rrow + 4 * x - 4)
+            r1 = load_pixel(rrow + 4 * x)
+            raw_runs += ((c1 ^ c0) & COLOUR) == 0
+            xor_runs += ((c1 ^ r1 ^ c0 ^ r0) & COLOUR) == 0
         y += SAMPLE_STEP
     return xor_runs > raw_runs
+
+
+cdef inline uint8_t* pack_row(uint8_t* out, const uint8_t* crow, const uint8_t* rrow,
+                              Py_ssize_t tw, bint use_xor) noexcept nogil:
+    """Pack one row of pixels to 3 bytes each: four pixels become three whole words."""
+    cdef Py_ssize_t x = 0
+    cdef uint32_t p0, p1, p2, p3
+    while x + 4 <= tw:
+        p0 = load_pixel(crow + 4 * x)
+        p1 = load_pixel(crow + 4 * x + 4)
+        p2 = load_pixel(crow + 4 * x + 8)
+        p3 = load_pixel(crow + 4 * x + 12)
+        if use_xor:
+            p0 ^= load_pixel(rrow + 4 * x)
+            p1 ^= load_pixel(rrow + 4 * x + 4)
+            p2 ^= load_pixel(rrow + 4 * x + 8)
+            p3 ^= load_pixel(rrow + 4 * x + 12)
+        store_pixel(out, (p0 & COLOUR) | (p1 << 24))
+        store_pixel(out + 4, ((p1 >> 8) & 0xFFFF) | (p2 << 16))
+        store_pixel(out + 8, ((p2 >> 16) & 0xFF) | (p3 << 8))
+        out += 12
+        x += 4
+    while x < tw:
+        p0 = load_pixel(crow + 4 * x)
+        if use_xor:
+            p0 ^= load_pixel(rrow + 4 * x)
+        store_pixel(out, p0)  # its fourth byte is overwritten next, or is slack
+        out += 3
+        x += 1
+    return out
 
 
 cdef inline uint8_t* pack_tile(uint8_t* out, const uint8_t* cur, const uint8_t* ref,
                                Py_ssize_t stride, Py_ssize_t tw, Py_ssize_t th,
                                bint use_xor) noexcept nogil:
-    cdef Py_ssize_t x, y
-    cdef const uint8_t* crow
-    cdef const uint8_t* rrow
+    cdef Py_ssize_t y
     for y in range(th):
-        crow = cur + y * stride
-        if use_xor:
-            rrow = ref + y * stride
-            for x in range(tw):
-                store_pixel(out, load_pixel(crow + 4 * x) ^ load_pixel(rrow + 4 * x))
-                out += 3
-        else:
-            for x in range(tw):
-                store_pixel(out, load_pixel(crow + 4 * x))
-                out += 3
+        out = pack_row(out, cur + y * stride, ref + y * stride, tw, use_xor)
     return out
 
 
 def encode_tiles(const uint8_t[:, :, ::1] cur, uint8_t[:, :, ::1] ref, Py_ssize_t tile,
-                 bint keyframe, uint32_t[::1] indices, uint8_t[::1] modes,
-                 uint8_t[::1] data):
-    """Encode the tiles of `cur` that differ from `ref`, and bring `ref` up to `cur`.
+                 bint keyframe, const int32_t[:, ::1] first_diff, uint32_t[::1] indices,
+                 uint8_t[::1] modes, uint8_t[::1] data):
+    """Encode the tiles that `first_diff` marks (every tile on a keyframe); bring `ref` up.
 
-    One pass per band of tile rows: scan, then for each dirty tile choose solid, XOR or raw,
-    pack it, and copy its changed rows into the reference while they are in cache.
-    A keyframe takes every tile and never XOR. Returns (tile count, data bytes used).
+    `first_diff` is the map `tiles.scan` filled: per tile the first row that differs, -1 for
+    none. For each tile to send: choose solid, XOR or raw, pack it, and copy its changed rows
+    into the reference while they are in cache. A keyframe never uses XOR.
+    Returns (tile count, data bytes used).
     """
     cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1]
     if ref.shape[0] != height or ref.shape[1] != width or cur.shape[2] != 4 or ref.shape[2] != 4:
@@ -106,54 +125,47 @@ def encode_tiles(const uint8_t[:, :, ::1] cur, uint8_t[:, :, ::1] ref, Py_ssize_
     if height < 1 or width < 1 or tile < 1:
         raise ValueError("empty frame or tile")
     cdef Py_ssize_t nty = (height + tile - 1) // tile, ntx = (width + tile - 1) // tile
+    if first_diff.shape[0] != nty or first_diff.shape[1] != ntx:
+        raise ValueError("the tile map does not fit the frame")
     if indices.shape[0] < nty * ntx or modes.shape[0] < nty * ntx:
         raise ValueError("index and mode buffers are smaller than the tile count")
     if data.shape[0] < height * width * 3 + DATA_SLACK:
         raise ValueError("data buffer is smaller than one packed frame")
 
     cdef Py_ssize_t stride = width * 4
-    cdef Py_ssize_t* first_diff = <Py_ssize_t*>malloc(ntx * sizeof(Py_ssize_t))
-    if first_diff == NULL:
-        raise MemoryError()
-    cdef Py_ssize_t ty, tx, y, y0, x0, tw, th, count = 0
+    cdef Py_ssize_t ty, tx, y, y0, x0, tw, th, first, count = 0
     cdef uint8_t* out = &data[0]
     cdef const uint8_t* c
     cdef uint8_t* r
     cdef uint8_t mode
-    try:
-        with nogil:
-            for ty in range(nty):
-                y0 = ty * tile
-                th = min(tile, height - y0)
-                if keyframe:
-                    for tx in range(ntx):
-                        first_diff[tx] = 0
-                elif scan_band(&cur[y0, 0, 0], &ref[y0, 0, 0], stride, width, th, tile,
-                               first_diff) == 0:
+    with nogil:
+        for ty in range(nty):
+            y0 = ty * tile
+            th = min(tile, height - y0)
+            for tx in range(ntx):
+                first = 0 if keyframe else first_diff[ty, tx]
+                if first < 0:
                     continue
-                for tx in range(ntx):
-                    if first_diff[tx] < 0:
-                        continue
-                    x0 = tx * tile
-                    tw = min(tile, width - x0)
-                    c = &cur[y0, x0, 0]
-                    r = &ref[y0, x0, 0]
-                    if tile_is_solid(c, stride, tw, th):
-                        mode = MODE_SOLID
-                        store_pixel(out, load_pixel(c))
-                        out += 3
-                    else:
-                        mode = MODE_RAW
-                        if not keyframe and xor_beats_raw(c, r, stride, tw, th):
-                            mode = MODE_XOR
-                        out = pack_tile(out, c, r, stride, tw, th, mode == MODE_XOR)
-                    indices[count] = <uint32_t>(ty * ntx + tx)
-                    modes[count] = mode
-                    count += 1
-                    for y in range(first_diff[tx], th):
-                        memcpy(r + y * stride, c + y * stride, tw * 4)
-    finally:
-        free(first_diff)
+                if first >= th:
+                    first = 0  # not a map `scan` made: refresh the whole tile
+                x0 = tx * tile
+                tw = min(tile, width - x0)
+                c = &cur[y0, x0, 0]
+                r = &ref[y0, x0, 0]
+                if tile_is_solid(c, stride, tw, th):
+                    mode = MODE_SOLID
+                    store_pixel(out, load_pixel(c))
+                    out += 3
+                else:
+                    mode = MODE_RAW
+                    if not keyframe and xor_beats_raw(c, r, stride, tw, th):
+                        mode = MODE_XOR
+                    out = pack_tile(out, c, r, stride, tw, th, mode == MODE_XOR)
+                indices[count] = <uint32_t>(ty * ntx + tx)
+                modes[count] = mode
+                count += 1
+                for y in range(first, th):
+                    memcpy(r + y * stride, c + y * stride, tw * 4)
     return count, out - &data[0]
 
 

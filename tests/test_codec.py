@@ -190,9 +190,9 @@ def test_keyframe_on_request_and_skipped_frames_coalesce(impl):
     assert_shows(late_joiner, frames[2])
 
 
-def test_dirty_tile_maps_agree():
+def test_scan_maps_agree():
     from engine._native import tiles
-    from engine.codec_py import dirty_tiles
+    from engine.codec_py import scan
 
     rng = np.random.default_rng(2)
     a = random_frame(rng, 99, 141)
@@ -200,7 +200,19 @@ def test_dirty_tile_maps_agree():
     for y, x in rng.integers(0, (99, 141), (12, 2)):
         b[y, x, rng.integers(0, 4)] ^= 1
     for tile in (8, 16, 64):
-        np.testing.assert_array_equal(tiles.dirty_tiles(b, a, tile), dirty_tiles(b, a, tile))
+        columns, rows = -(-141 // tile), -(-99 // tile)
+        ranges = [(0, 0, columns, rows), (1, 1, columns, rows), (0, 1, columns - 1, 2),
+                  (1, 0, 1, rows)]
+        for tile_range in ranges:
+            native = np.full((rows, columns), -7, np.int32)
+            twin = native.copy()
+            count = tiles.scan(b, a, tile, native, *tile_range)
+            assert count == scan(b, a, tile, twin, tile_range)
+            np.testing.assert_array_equal(native, twin)
+        full = np.empty((rows, columns), np.int32)
+        assert tiles.scan(b, a, tile, full, 0, 0, columns, rows) == len(np.unique(
+            [(y // tile, x // tile) for y, x in zip(*np.nonzero((a != b).any(axis=2)),
+                                                     strict=True)], axis=0))
     assert tiles.frames_equal(a.reshape(-1), a.copy().reshape(-1))
     assert not tiles.frames_equal(a.reshape(-1), b.reshape(-1))
 

@@ -1,1 +1,2 @@
-"""Compiled hot path, built from `ext/` by setup.py: `tiles` (detection) and `delta` (codec)."""
+"""Compiled hot path, built from `ext/` by setup.py: `tiles` (detection), `delta` (tile codec)
+and `motion` (scroll and move search)."""

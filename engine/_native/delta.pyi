@@ -8,6 +8,7 @@ def encode_tiles(
     ref: npt.NDArray[np.uint8],
     tile: int,
     keyframe: bool,
+    first_diff: npt.NDArray[np.int32],
     indices: npt.NDArray[np.uint32],
     modes: npt.NDArray[np.uint8],
     data: npt.NDArray[np.uint8],

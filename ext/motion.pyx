@@ -1,0 +1,414 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""Motion search: find content of the reference that moved (a scroll, a dragged window).
+
+The idea is Xpra's (`motion.pyx`): hash lines, match hashes at candidate offsets. Here both
+directions are searched, in a box:
+
+1. the box is the exact extent of the changed pixels, from the dirty tiles and a scan of
+   their edges;
+2. one hash per row of the box, in the frame and in the reference; every hash that occurs
+   exactly once in each votes for the offset between its two rows; the offset with most
+   votes wins (ties: the smaller offset, then the negative one);
+3. the rows whose hashes agree at that offset, in runs of at least `min_run`, become
+   copy-rects as wide as the box;
+4. only if rows explain less than half the box: the same with one hash per column, which
+   finds horizontal moves; the direction that explains more pixels is kept.
+
+The box of every change is searched first. If that explains less than half of it and the
+changes fall in several groups of touching dirty tiles, each group is searched in its own
+box as well, and the answer that explains more pixels wins: a scroll is found while a video
+plays elsewhere, and a dragged window whose flat middle did not change stays one piece.
+A move that is both horizontal and vertical is not found; its tiles are sent as usual.
+
+A line's hash is the sum modulo 2**32 of its pixels' colour words, each XOR a key for its
+position: XOR with a key is one-to-one, so two lines that differ in one pixel never collide,
+and swapped pixels meet different keys. It needs no multiply, which plain SSE2 lacks for
+32-bit lanes, so the compiler vectorises it. A collision elsewhere costs bytes, not
+correctness: the copies are applied to the encoder's reference too, and the tiles carry
+whatever the copies did not explain. `engine/codec_py.py` does the same with numpy and gets
+the same copies.
+"""
+import numpy as np
+
+from libc.stdint cimport int32_t, uint8_t, uint32_t
+from libc.stdlib cimport free, malloc, qsort
+from libc.string cimport memcmp, memmove
+
+from tiles cimport load_pixel
+
+cdef uint32_t COLOUR = 0x00FFFFFF
+# Column hashes read every fourth row only: a column search reads memory across the whole
+# box (on a full-screen change, both 8 MB frames at 1080p), and a column that moved agrees
+# in every row anyway. A chance agreement costs bytes, never correctness; the drag workload
+# sends the same 706 bytes a frame either way (`ra-bench codec`).
+cdef enum:
+    COLUMN_ROW_STEP = 4
+# Knuth's multiplicative constant: consecutive keys differ in every byte.
+cdef uint32_t GOLDEN = 2654435761u
+
+
+cdef struct Keyed:
+    uint32_t hash
+    Py_ssize_t pos
+
+
+cdef int compare_keyed(const void* a, const void* b) noexcept nogil:
+    cdef const Keyed* p = <const Keyed*>a
+    cdef const Keyed* q = <const Keyed*>b
+    if p.hash != q.hash:
+        return -1 if p.hash < q.hash else 1
+    return (p.pos > q.pos) - (p.pos < q.pos)
+
+
+cdef inline Py_ssize_t magnitude(Py_ssize_t v) noexcept nogil:
+    return -v if v < 0 else v
+
+
+cdef inline uint32_t key(Py_ssize_t i) noexcept nogil:
+    return <uint32_t>(i + 1) * GOLDEN
+
+
+cdef void hash_lines(const uint8_t* frame, Py_ssize_t stride, Py_ssize_t x0, Py_ssize_t y0,
+                     Py_ssize_t x1, Py_ssize_t y1, bint by_rows, uint32_t* keys,
+                     uint32_t* out) noexcept nogil:
+    """One hash per row (or per column, over every COLUMN_ROW_STEP-th row) of the box;
+    `keys` is scratch for max(w, h) keys."""
+    cdef Py_ssize_t x, y, n = x1 - x0
+    cdef uint32_t h
+    cdef const uint8_t* row
+    for x in range(max(n, y1 - y0)):
+        keys[x] = key(x)
+    if not by_rows:
+        for x in range(n):
+            out[x] = 0
+    if by_rows:
+        for y in range(y0, y1):
+            row = frame + y * stride + 4 * x0
+            h = 0
+            for x in range(n):
+                h += (load_pixel(row + 4 * x) & COLOUR) ^ keys[x]
+            out[y - y0] = h
+    else:
+        y = y0
+        while y < y1:
+            row = frame + y * stride + 4 * x0
+            h = keys[y - y0]
+            for x in range(n):
+                out[x] += (load_pixel(row + 4 * x) & COLOUR) ^ h
+            y += COLUMN_ROW_STEP
+
+
+cdef Py_ssize_t best_offset(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n,
+                            Keyed* a, Keyed* b, int32_t* votes) noexcept nogil:
+    """The offset (reference line − frame line) that most uniquely-hashed lines agree on.
+
+    Returns 0 when no line votes: offset 0 is never a motion. `votes` has 2n zeroed slots.
+    """
+    cdef Py_ssize_t i, j, gi, gj, d, best = 0, best_votes = 0
+    for i in range(n):
+        a[i].hash = hc[i]
+        a[i].pos = i
+        b[i].hash = hr[i]
+        b[i].pos = i
+    qsort(a, n, sizeof(Keyed), compare_keyed)
+    qsort(b, n, sizeof(Keyed), compare_keyed)
+    i = j = 0
+    while i < n and j < n:
+        gi = i
+        while gi < n and a[gi].hash == a[i].hash:
+            gi += 1
+        gj = j
+        while gj < n and b[gj].hash == b[j].hash:
+            gj += 1
+        if a[i].hash < b[j].hash:
+            i = gi
+        elif a[i].hash > b[j].hash:
+            j = gj
+        else:
+            if gi - i == 1 and gj - j == 1 and b[j].pos != a[i].pos:
+                votes[b[j].pos - a[i].pos + n] += 1
+            i = gi
+            j = gj
+    for d in range(-(n - 1), n):
+        if votes[d + n] > best_votes or (
+                votes[d + n] == best_votes and best_votes > 0
+                and (magnitude(d) < magnitude(best)
+                     or (magnitude(d) == magnitude(best) and d < best))):
+            best_votes = votes[d + n]
+            best = d
+    return best
+
+
+cdef Py_ssize_t find_runs(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n, Py_ssize_t d,
+                          Py_ssize_t min_run, Py_ssize_t* starts,
+                          Py_ssize_t* lengths) noexcept nogil:
+    """Runs of lines i with hc[i] == hr[i + d], at least `min_run` long, in order."""
+    cdef Py_ssize_t i, start = -1, count = 0
+    cdef Py_ssize_t lo = max(0, -d), hi = min(n, n - d)
+    for i in range(lo, hi + 1):
+        if i < hi and hc[i] == hr[i + d]:
+            if start < 0:
+                start = i
+        elif start >= 0:
+            if i - start >= min_run:
+                starts[count] = start
+                lengths[count] = i - start
+                count += 1
+            start = -1
+    return count
+
+
+cdef bint next_component(const int32_t[:, ::1] first_diff, int32_t* label,
+                         Py_ssize_t* stack, Py_ssize_t* start, Py_ssize_t* tiles,
+                         Py_ssize_t* count) noexcept nogil:
+    """The next group of dirty tiles that touch (8-connected), in row-major order of their
+    first tile: its tile box (x0, y0, x1, y1, ends excluded) and its size."""
+    cdef Py_ssize_t nty = first_diff.shape[0], ntx = first_diff.shape[1]
+    cdef Py_ssize_t t, top, tx, ty, nx, ny, depth
+    for t in range(start[0], nty * ntx):
+        if first_diff[t // ntx, t % ntx] >= 0 and label[t] < 0:
+            break
+    else:
+        return False
+    start[0] = t + 1
+    tiles[0], tiles[1], tiles[2], tiles[3] = t % ntx, t // ntx, t % ntx + 1, t // ntx + 1
+    count[0] = 0
+    label[t] = 1
+    stack[0] = t
+    depth = 1
+    while depth:
+        depth -= 1
+        top = stack[depth]
+        tx, ty = top % ntx, top // ntx
+        count[0] += 1
+        tiles[0] = min(tiles[0], tx)
+        tiles[1] = min(tiles[1], ty)
+        tiles[2] = max(tiles[2], tx + 1)
+        tiles[3] = max(tiles[3], ty + 1)
+        for ny in range(max(0, ty - 1), min(nty, ty + 2)):
+            for nx in range(max(0, tx - 1), min(ntx, tx + 2)):
+                if first_diff[ny, nx] >= 0 and label[ny * ntx + nx] < 0:
+                    label[ny * ntx + nx] = 1
+                    stack[depth] = ny * ntx + nx
+                    depth += 1
+    return True
+
+
+cdef bint changed_box(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref,
+                      Py_ssize_t tile, const Py_ssize_t* tiles,
+                      Py_ssize_t* box) noexcept nogil:
+    """The exact box (x0, y0, x1, y1) of the pixels that differ within a tile box; False
+    if none do."""
+    cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1]
+    cdef Py_ssize_t x, y
+    cdef Py_ssize_t px0 = tiles[0] * tile, px1 = min(width, tiles[2] * tile)
+    cdef Py_ssize_t py0 = tiles[1] * tile, py1 = min(height, tiles[3] * tile)
+    cdef Py_ssize_t top = -1, bottom = -1, left = px1, right = px0
+    for y in range(py0, py1):
+        if memcmp(&cur[y, px0, 0], &ref[y, px0, 0], 4 * (px1 - px0)) != 0:
+            top = y
+            break
+    if top < 0:
+        return False  # the map is stale: nothing differs after all
+    for y in range(py1 - 1, top - 1, -1):
+        if memcmp(&cur[y, px0, 0], &ref[y, px0, 0], 4 * (px1 - px0)) != 0:
+            bottom = y + 1
+            break
+    for y in range(top, bottom):
+        for x in range(px0, left):
+            if load_pixel(&cur[y, x, 0]) != load_pixel(&ref[y, x, 0]):
+                left = x
+                break
+        for x in range(px1 - 1, right - 1, -1):
+            if load_pixel(&cur[y, x, 0]) != load_pixel(&ref[y, x, 0]):
+                right = x + 1
+                break
+    box[0] = left
+    box[1] = top
+    box[2] = right
+    box[3] = bottom
+    return True
+
+
+cdef struct Scratch:
+    uint32_t* keys
+    uint32_t* hc
+    uint32_t* hr
+    Keyed* a
+    Keyed* b
+    int32_t* votes
+    Py_ssize_t* starts
+    Py_ssize_t* lengths
+
+
+cdef Py_ssize_t search(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
+                       const Py_ssize_t* box, bint by_rows, Py_ssize_t min_run, Scratch* s,
+                       Py_ssize_t* offset) noexcept nogil:
+    """Hash, vote and find runs in one direction; returns the number of runs."""
+    cdef Py_ssize_t i, n = (box[3] - box[1]) if by_rows else (box[2] - box[0])
+    hash_lines(cur, stride, box[0], box[1], box[2], box[3], by_rows, s.keys, s.hc)
+    hash_lines(ref, stride, box[0], box[1], box[2], box[3], by_rows, s.keys, s.hr)
+    for i in range(2 * n):
+        s.votes[i] = 0
+    offset[0] = best_offset(s.hc, s.hr, n, s.a, s.b, s.votes)
+    if offset[0] == 0:
+        return 0
+    return find_runs(s.hc, s.hr, n, offset[0], min_run, s.starts, s.lengths)
+
+
+cdef Py_ssize_t box_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref,
+                           const Py_ssize_t* box, Py_ssize_t min_run, Scratch* s,
+                           list copies) except -1:
+    """Append the copies found in one box, in the order to apply them; return the pixels
+    they explain. Rows first; columns only if rows explain less than half the box."""
+    cdef Py_ssize_t stride = cur.shape[1] * 4, runs, offset = 0, pixels = 0, i, k
+    cdef Py_ssize_t x0 = box[0], y0 = box[1], x1 = box[2], y1 = box[3]
+    cdef Py_ssize_t column_runs = 0, column_offset = 0, column_pixels = 0
+    with nogil:
+        runs = search(&cur[0, 0, 0], &ref[0, 0, 0], stride, box, True, min_run, s, &offset)
+        for i in range(runs):
+            pixels += s.lengths[i] * (x1 - x0)
+    if runs:
+        rows = [(s.starts[i], s.lengths[i]) for i in range(runs)]
+    if 2 * pixels < (x1 - x0) * (y1 - y0):
+        with nogil:
+            column_runs = search(&cur[0, 0, 0], &ref[0, 0, 0], stride, box, False, min_run, s,
+                                 &column_offset)
+            for i in range(column_runs):
+                column_pixels += s.lengths[i] * (y1 - y0)
+    # Apply in the order that never reads what an earlier copy wrote.
+    if column_pixels > pixels:
+        for i in range(column_runs):
+            k = i if column_offset > 0 else column_runs - 1 - i
+            copies.append((x0 + s.starts[k] + column_offset, y0, s.lengths[k], y1 - y0,
+                           x0 + s.starts[k], y0))
+        return column_pixels
+    for i in range(runs):
+        k = i if offset > 0 else runs - 1 - i
+        copies.append((x0, y0 + rows[k][0] + offset, x1 - x0, rows[k][1], x0,
+                       y0 + rows[k][0]))
+    return pixels
+
+
+def find_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref, Py_ssize_t tile,
+                const int32_t[:, ::1] first_diff, Py_ssize_t min_tiles, Py_ssize_t min_run):
+    """Copy-rects (n, 6) int32 of (src_x, src_y, width, height, dst_x, dst_y), in the order
+    to apply them, that turn `ref` into `cur` where content moved; (0, 6) when none.
+
+    The box of every change is searched first. If that explains less than half of it and
+    the changes fall in several groups of touching dirty tiles (at least `min_tiles` each),
+    each group is searched on its own, so that a scroll is found while a clock ticks or a
+    video plays elsewhere; the answer that explains more pixels wins.
+    """
+    cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1]
+    if ref.shape[0] != height or ref.shape[1] != width or cur.shape[2] != 4 or ref.shape[2] != 4:
+        raise ValueError("frame and reference must both be (H, W, 4) and the same size")
+    if tile < 1 or min_run < 1:
+        raise ValueError("tile size and minimum run must be positive")
+    cdef Py_ssize_t nty = first_diff.shape[0], ntx = first_diff.shape[1]
+    if nty != (height + tile - 1) // tile or ntx != (width + tile - 1) // tile:
+        raise ValueError("the tile map does not fit the frame")
+    cdef Py_ssize_t box[4]
+    cdef Py_ssize_t tiles[4]
+    cdef Py_ssize_t whole[4]
+    cdef Py_ssize_t side = max(height, width), i, start = 0, group = 0
+    cdef Py_ssize_t explained = 0, area, group_explained = 0
+    cdef Scratch s
+    s.keys = <uint32_t*>malloc(side * sizeof(uint32_t))
+    s.hc = <uint32_t*>malloc(side * sizeof(uint32_t))
+    s.hr = <uint32_t*>malloc(side * sizeof(uint32_t))
+    s.a = <Keyed*>malloc(side * sizeof(Keyed))
+    s.b = <Keyed*>malloc(side * sizeof(Keyed))
+    s.votes = <int32_t*>malloc(2 * side * sizeof(int32_t))
+    s.starts = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
+    s.lengths = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
+    cdef int32_t* label = <int32_t*>malloc(nty * ntx * sizeof(int32_t))
+    cdef Py_ssize_t* stack = <Py_ssize_t*>malloc(nty * ntx * sizeof(Py_ssize_t))
+    copies = []
+    try:
+        if not (s.keys and s.hc and s.hr and s.a and s.b and s.votes and s.starts
+                and s.lengths and label and stack):
+            raise MemoryError()
+        groups = []
+        whole[0], whole[1], whole[2], whole[3] = ntx, nty, 0, 0
+        for i in range(nty * ntx):
+            label[i] = -1
+        while next_component(first_diff, label, stack, &start, tiles, &group):
+            whole[0], whole[1] = min(whole[0], tiles[0]), min(whole[1], tiles[1])
+            whole[2], whole[3] = max(whole[2], tiles[2]), max(whole[3], tiles[3])
+            if group >= min_tiles:
+                groups.append((tiles[0], tiles[1], tiles[2], tiles[3]))
+        if not groups or not changed_box(cur, ref, tile, whole, box):
+            return np.empty((0, 6), np.int32)
+        explained = box_motion(cur, ref, box, min_run, &s, copies)
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        if 2 * explained >= area or len(groups) < 2:
+            return np.array(copies, np.int32).reshape(-1, 6)
+        group_copies = []
+        for tiles[0], tiles[1], tiles[2], tiles[3] in groups:
+            if changed_box(cur, ref, tile, tiles, box):
+                group_explained += box_motion(cur, ref, box, min_run, &s, group_copies)
+        if group_explained > explained:
+            copies = group_copies
+        return np.array(copies, np.int32).reshape(-1, 6)
+    finally:
+        free(s.keys)
+        free(s.hc)
+        free(s.hr)
+        free(s.a)
+        free(s.b)
+        free(s.votes)
+        free(s.starts)
+        free(s.lengths)
+        free(label)
+        free(stack)
+
+
+def line_hashes(const uint8_t[:, :, ::1] frame, Py_ssize_t x0, Py_ssize_t y0, Py_ssize_t x1,
+                Py_ssize_t y1, bint by_rows):
+    """The row (or column) hashes of a box, as the search computes them; for the tests."""
+    if not (0 <= x0 < x1 <= frame.shape[1] and 0 <= y0 < y1 <= frame.shape[0]):
+        raise ValueError("box is empty or outside the frame")
+    cdef Py_ssize_t n = (y1 - y0) if by_rows else (x1 - x0)
+    out = np.empty(n, np.uint32)
+    cdef uint32_t[::1] hashes = out
+    cdef uint32_t* w = <uint32_t*>malloc(max(x1 - x0, y1 - y0) * sizeof(uint32_t))
+    if w == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            hash_lines(&frame[0, 0, 0], frame.shape[1] * 4, x0, y0, x1, y1, by_rows, w,
+                       &hashes[0])
+    finally:
+        free(w)
+    return out
+
+
+def apply_copies(uint8_t[:, :, ::1] fb, const int32_t[:, ::1] copies):
+    """Apply copy-rects in order, each as if through a temporary (memmove semantics).
+
+    Rows are visited bottom-up when the destination lies below the source, so a copy that
+    overlaps itself reads each row before it is overwritten; memmove does the same within
+    a row.
+    """
+    cdef Py_ssize_t height = fb.shape[0], width = fb.shape[1]
+    if fb.shape[2] != 4 or copies.shape[1] != 6:
+        raise ValueError("framebuffer must be (H, W, 4) and copies (n, 6)")
+    cdef Py_ssize_t n, i, sx, sy, cw, ch, dx, dy
+    for n in range(copies.shape[0]):
+        sx, sy, cw, ch, dx, dy = (copies[n, 0], copies[n, 1], copies[n, 2], copies[n, 3],
+                                  copies[n, 4], copies[n, 5])
+        if not (cw > 0 and ch > 0 and sx >= 0 and sy >= 0 and dx >= 0 and dy >= 0
+                and sx + cw <= width and dx + cw <= width
+                and sy + ch <= height and dy + ch <= height):
+            raise ValueError(f"copy {n} leaves the {width}x{height} frame")
+    with nogil:
+        for n in range(copies.shape[0]):
+            sx, sy, cw, ch, dx, dy = (copies[n, 0], copies[n, 1], copies[n, 2], copies[n, 3],
+                                      copies[n, 4], copies[n, 5])
+            if dy > sy:
+                for i in range(ch - 1, -1, -1):
+                    memmove(&fb[dy + i, dx, 0], &fb[sy + i, sx, 0], 4 * cw)
+            else:
+                for i in range(ch):
+                    memmove(&fb[dy + i, dx, 0], &fb[sy + i, sx, 0], 4 * cw)
