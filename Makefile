@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := xvfb xauth x11-utils x11-xserver-utils xdotool xterm fonts-dejavu-core \
 	libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-render-util0 \
 	libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 \
-	libegl1 libgl1 libfontconfig1 libdbus-1-3
+	libegl1 libgl1 libfontconfig1 libdbus-1-3 shared-mime-info desktop-file-utils
 
 .PHONY: demo test bench install system-packages clean
 

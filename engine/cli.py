@@ -8,6 +8,7 @@
     ra-share expire --all | ra-share expire ID
     ra-share identity
     ra-share show FILE.rainvite
+    ra-share                      (on a desktop: the novice panel, see viewer/novice.py)
     ra-share serve [the invite options] [--invite-out FILE] [--invitation ID] [--bind ADDR]
                    [--monitor N|all] [--max-fps N] [--display :N] [--auto-accept]
 
@@ -276,6 +277,14 @@ def invitation_name(args: argparse.Namespace, defaults: Mapping[str, str]) -> st
 def invitation_port(args: argparse.Namespace, defaults: Mapping[str, str]) -> int:
     """The port from --port, else the [invite] section, else the default."""
     return int(args.port or parse_port(defaults.get("port", str(DEFAULT_PORT)), "the port"))
+
+
+def novice_defaults() -> tuple[str, int]:
+    """The novice's name and port from the config file (or the account and the default port),
+    for the novice panel, which `ra-share` opens when run without a command on a desktop."""
+    defaults = _section(load_config(), "invite")
+    bare = argparse.Namespace(name=None, port=None)
+    return invitation_name(bare, defaults), invitation_port(bare, defaults)
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
