@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import attachment
+from helpers import attachment, free_port
 
 from engine.client import Client
 from engine.identity import Identity, format_fingerprint
@@ -304,3 +304,21 @@ def test_serve_on_a_busy_port_wastes_no_invitation(home: Path, monkeypatch: pyte
                                         "--port", str(port)))
     assert f"cannot listen on port {port}" in error
     assert status(home) == []
+
+
+def test_bare_ra_share_on_a_desktop_opens_the_novice_panel(home: Path, xvfb):
+    env = {**xvfb.environ(), "HOME": str(home), "XDG_STATE_HOME": str(home / "state"),
+           "XDG_CONFIG_HOME": str(home / "config"), "QT_QPA_PLATFORM": "xcb"}
+    (home / "config" / "remote-assist").mkdir(parents=True)
+    (home / "config" / "remote-assist" / "ra-share.ini").write_text(
+        f"[invite]\nname = Alice\nport = {free_port()}\n")
+    panel = subprocess.Popen([str(RA_SHARE)], cwd=home, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--classname",
+                                "ra-share", "getwindowname", "%@"], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert "Remote Assistance: Alice" in found.stdout, (found.stdout, found.stderr)
+    finally:
+        panel.terminate()
+        panel.wait(30)
