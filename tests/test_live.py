@@ -103,12 +103,13 @@ def xterm(server: Xvfb, geometry: str = "60x15+30+40") -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def sharing(xvfb: Xvfb, store: InvitationStore, identity: Identity,
-                  novice: SharerEvents, **options: Any) -> AsyncIterator[Sharer]:
+                  novice: SharerEvents, **options: Any) -> AsyncIterator[tuple[Sharer, Ticket]]:
+    """Alice shares `xvfb`; the ticket of an invitation to it."""
     sharer = Sharer(identity=identity, store=store, name="Alice", events=novice,
                     source=lambda: ScreenSource(xvfb.display), **options)
     await sharer.start("127.0.0.1", 0)
     try:
-        yield sharer
+        yield sharer, invitation(store, identity, sharer.port)
     finally:
         await sharer.close()
 
@@ -129,8 +130,7 @@ async def watching(ticket: Ticket, expert: ViewerEvents | None = None
 
 def test_the_expert_sees_what_x_clients_draw(xvfb, store, identity):
     async def scenario() -> None:
-        async with sharing(xvfb, store, identity, Novice()) as sharer:
-            ticket = invitation(store, identity, sharer.port)
+        async with sharing(xvfb, store, identity, Novice()) as (_, ticket):
             expert = Expert()
             async with watching(ticket, expert) as (viewer, _):
                 await until(lambda: shows(viewer, xvfb.display))
@@ -159,8 +159,7 @@ def test_the_expert_sees_what_x_clients_draw(xvfb, store, identity):
 
 def test_a_resolution_change_mid_session(xvfb, store, identity):
     async def scenario() -> None:
-        async with sharing(xvfb, store, identity, Novice()) as sharer:
-            ticket = invitation(store, identity, sharer.port)
+        async with sharing(xvfb, store, identity, Novice()) as (_, ticket):
             expert = Expert()
             async with watching(ticket, expert) as (viewer, _):
                 x(xvfb, "xsetroot", "-solid", "#336699")
@@ -179,8 +178,7 @@ def test_a_resolution_change_mid_session(xvfb, store, identity):
 def test_disconnect_and_reconnect(xvfb, store, identity):
     async def scenario() -> None:
         novice = Novice()
-        async with sharing(xvfb, store, identity, novice) as sharer:
-            ticket = invitation(store, identity, sharer.port)
+        async with sharing(xvfb, store, identity, novice) as (_, ticket):
             async with watching(ticket) as (viewer, _):
                 await until(lambda: shows(viewer, xvfb.display))
             await until(lambda: len(novice.ended) == 1)
@@ -196,8 +194,7 @@ def test_disconnect_and_reconnect(xvfb, store, identity):
 def test_chat_both_ways_with_the_names_each_side_agreed_to(xvfb, store, identity):
     async def scenario() -> None:
         novice = Novice()
-        async with sharing(xvfb, store, identity, novice) as sharer:
-            ticket = invitation(store, identity, sharer.port)
+        async with sharing(xvfb, store, identity, novice) as (sharer, ticket):
             expert = Expert()
             async with watching(ticket, expert) as (viewer, _):
                 await viewer.send_chat("Which button did you press?")
@@ -218,14 +215,13 @@ def test_chat_both_ways_with_the_names_each_side_agreed_to(xvfb, store, identity
 
 def test_the_novice_ends_the_session(xvfb, store, identity):
     async def scenario() -> None:
-        async with sharing(xvfb, store, identity, Novice()) as sharer:
-            ticket = invitation(store, identity, sharer.port)
-            async with watching(ticket) as (viewer, task):
-                await until(lambda: viewer.framebuffer is not None)
-                await sharer.end_session()
-                ended = await asyncio.wait_for(task, 10)
-                assert ended.code is Reason.ENDED
-                assert ended.reason == "Alice ended the session"
+        async with (sharing(xvfb, store, identity, Novice()) as (sharer, ticket),
+                    watching(ticket) as (viewer, task)):
+            await until(lambda: viewer.framebuffer is not None)
+            await sharer.end_session()
+            ended = await asyncio.wait_for(task, 10)
+            assert ended.code is Reason.ENDED
+            assert ended.reason == "Alice ended the session"
 
     run(scenario())
 
@@ -233,8 +229,7 @@ def test_the_novice_ends_the_session(xvfb, store, identity):
 def test_a_stalled_viewer_gets_no_more_than_the_window_then_the_latest_screen(
         xvfb, store, identity):
     async def scenario() -> None:
-        async with sharing(xvfb, store, identity, Novice()) as sharer:
-            ticket = invitation(store, identity, sharer.port)
+        async with sharing(xvfb, store, identity, Novice()) as (sharer, ticket):
             session = await Client(ticket, password="pw", name="Bob").connect()
             # Read nothing and acknowledge nothing while the screen changes 40 times.
             for n in range(40):
@@ -257,8 +252,7 @@ def test_a_stalled_viewer_gets_no_more_than_the_window_then_the_latest_screen(
 def test_garbage_after_authentication_ends_that_session_only(xvfb, store, identity):
     async def scenario() -> None:
         novice = Novice()
-        async with sharing(xvfb, store, identity, novice) as sharer:
-            ticket = invitation(store, identity, sharer.port)
+        async with sharing(xvfb, store, identity, novice) as (sharer, ticket):
             session = await Client(ticket, password="pw", name="Bob").connect()
             session.channel._writer.write(b"\xff\xff\xff\x7f" + b"garbage" * 10)
             with pytest.raises(SessionError) as error:
@@ -278,8 +272,7 @@ def test_a_vanished_display_ends_the_session_and_the_sharer_goes_on(store, ident
         server = Xvfb(640, 480).start()
         novice = Novice()
         try:
-            async with sharing(server, store, identity, novice) as sharer:
-                ticket = invitation(store, identity, sharer.port)
+            async with sharing(server, store, identity, novice) as (_, ticket):
                 async with watching(ticket) as (viewer, task):
                     await until(lambda: viewer.framebuffer is not None)
                     server.stop()
@@ -300,8 +293,7 @@ def test_a_vanished_display_ends_the_session_and_the_sharer_goes_on(store, ident
 
 def test_a_declined_expert_sees_no_pixel(xvfb, store, identity):
     async def scenario() -> None:
-        async with sharing(xvfb, store, identity, Novice(accept=False)) as sharer:
-            ticket = invitation(store, identity, sharer.port)
+        async with sharing(xvfb, store, identity, Novice(accept=False)) as (_, ticket):
             with pytest.raises(SessionError) as error:
                 await Client(ticket, password="pw", name="Bob").connect()
             assert error.value.code is Reason.DECLINED
@@ -358,8 +350,7 @@ def test_share_from_the_command_line_and_snapshot_headless(xvfb, xdg, tmp_path):
 
 def test_refusals_from_the_command_line(xvfb, xdg, tmp_path, store, identity):
     async def scenario() -> None:
-        async with sharing(xvfb, store, identity, Novice(accept=False)) as sharer:
-            ticket = invitation(store, identity, sharer.port)
+        async with sharing(xvfb, store, identity, Novice(accept=False)) as (_, ticket):
             ticket.save(tmp_path / "t.rainvite")
             (tmp_path / "wrong").write_text("wrong\n")
             (tmp_path / "pw").write_text("pw\n")
@@ -381,8 +372,7 @@ def test_refusals_from_the_command_line(xvfb, xdg, tmp_path, store, identity):
 
 def test_a_refresh_request_brings_a_keyframe(xvfb, store, identity):
     async def scenario() -> None:
-        async with sharing(xvfb, store, identity, Novice()) as sharer:
-            ticket = invitation(store, identity, sharer.port)
+        async with sharing(xvfb, store, identity, Novice()) as (_, ticket):
             expert = Expert()
             async with watching(ticket, expert) as (viewer, _):
                 await until(lambda: shows(viewer, xvfb.display))
