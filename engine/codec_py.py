@@ -19,6 +19,8 @@ SAMPLE_STEP = 4  # as in delta.pyx
 GOLDEN = np.uint32(2654435761)  # as in motion.pyx
 COLUMN_ROW_STEP = 4  # as in motion.pyx
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1; ends excluded
+
 
 def _words(frame: Frame) -> npt.NDArray[np.uint32]:
     """A (H, W) view of a BGRX frame, one little-endian word per pixel."""
@@ -85,7 +87,7 @@ def _runs(hc: npt.NDArray[np.uint32], hr: npt.NDArray[np.uint32], offset: int,
     return starts[keep] + lo, (ends - starts)[keep]
 
 
-def _search(cur: Frame, ref: Frame, box: tuple[int, int, int, int], by_rows: bool,
+def _search(cur: Frame, ref: Frame, box: Box, by_rows: bool,
             min_run: int) -> tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     hc, hr = line_hashes(cur, *box, by_rows), line_hashes(ref, *box, by_rows)
     offset = _best_offset(hc, hr)
@@ -122,7 +124,7 @@ def _components(dirty: npt.NDArray[np.bool_]) -> list[tuple[int, TileRange]]:
 
 
 def _changed_box(cur: Frame, ref: Frame, tile: int,
-                 tiles: TileRange) -> tuple[int, int, int, int] | None:
+                 tiles: TileRange) -> Box | None:
     px0, py0 = tiles[0] * tile, tiles[1] * tile
     window = np.s_[py0:tiles[3] * tile, px0:tiles[2] * tile]
     changed = _words(cur)[window] != _words(ref)[window]
@@ -143,15 +145,14 @@ def find_motion(cur: Frame, ref: Frame, tile: int, first_diff: TileMap, min_tile
     box = _changed_box(cur, ref, tile, whole) if large and whole else None
     if box is None:
         return np.empty((0, 6), np.int32)
-    copies, explained = _copies_in_box(cur, ref, box, min_run)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    if 2 * explained < area and len(large) >= 2:
+    copies, explained = _box_motion(cur, ref, box, min_run)
+    if 2 * explained < _area(box) and len(large) >= 2:
         group_copies: list[tuple[int, ...]] = []
         group_explained = 0
         for tiles in large:
             group_box = _changed_box(cur, ref, tile, tiles)
             if group_box is not None:
-                found, pixels = _copies_in_box(cur, ref, group_box, min_run)
+                found, pixels = _box_motion(cur, ref, group_box, min_run)
                 group_copies += found
                 group_explained += pixels
         if group_explained > explained:
@@ -159,24 +160,86 @@ def find_motion(cur: Frame, ref: Frame, tile: int, first_diff: TileMap, min_tile
     return np.array(copies, np.int32).reshape(-1, 6)
 
 
-def _copies_in_box(cur: Frame, ref: Frame, box: tuple[int, int, int, int],
+def _area(box: Box) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _box_motion(cur: Frame, ref: Frame, box: Box,
+                min_run: int) -> tuple[list[tuple[int, ...]], int]:
+    """The copies found in one box and the pixels they explain, as `box_motion` in
+    motion.pyx. If they explain less than half of it, the lines are hashed again across the
+    busiest part of the box only, and the answer that explains more wins."""
+    copies, explained = _copies_in_box(cur, ref, box, box, box, min_run)
+    if 2 * explained < _area(box):
+        rows_box, columns_box = _busiest(cur, ref, box)
+        if rows_box != box or columns_box != box:
+            found, pixels = _copies_in_box(cur, ref, box, rows_box, columns_box, min_run)
+            if pixels > explained:
+                return found, pixels
+    return copies, explained
+
+
+def _busiest(cur: Frame, ref: Frame, box: Box) -> tuple[Box, Box]:
+    """The box narrowed to the columns (for the row search) and to the rows (for the column
+    search) that changed at least half as often as the busiest one, counted over every
+    COLUMN_ROW_STEP-th row, each standing for the rows up to the next, as `busiest` in
+    motion.pyx."""
+    x0, y0, x1, y1 = box
+    step = COLUMN_ROW_STEP
+    changed = _words(cur)[y0:y1:step, x0:x1] != _words(ref)[y0:y1:step, x0:x1]
+    per_column, per_row = changed.sum(axis=0), changed.sum(axis=1)
+    columns = np.flatnonzero(2 * per_column >= per_column.max())
+    rows = np.flatnonzero(2 * per_row >= per_row.max())
+    return ((x0 + int(columns[0]), y0, x0 + int(columns[-1]) + 1, y1),
+            (x0, y0 + step * int(rows[0]), x1, min(y1, y0 + step * (int(rows[-1]) + 1))))
+
+
+def _widen(cur: Frame, ref: Frame, inner: Box, outer: Box, by_rows: bool, offset: int,
+           starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> tuple[int, int]:
+    """The extent across the motion of copies found in `inner`, grown within `outer` while
+    every moved line still matches, as `widen` in motion.pyx."""
+    axis = 0 if by_rows else 1
+    lo, hi, first, last = inner[axis], inner[axis + 2], outer[axis], outer[axis + 2]
+    if not len(starts) or (lo == first and hi == last):
+        return lo, hi
+    cur_words, ref_words = _words(cur), _words(ref)
+    if not by_rows:
+        cur_words, ref_words = cur_words.T, ref_words.T
+    base = inner[1 - axis]
+    lines = np.concatenate([np.arange(base + s, base + s + n)
+                            for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)])
+    moved = ((cur_words[lines, first:last] ^ ref_words[lines + offset, first:last])
+             & COLOUR == 0).all(axis=0)
+    while lo > first and moved[lo - 1 - first]:
+        lo -= 1
+    while hi < last and moved[hi - first]:
+        hi += 1
+    return lo, hi
+
+
+def _copies_in_box(cur: Frame, ref: Frame, box: Box, rows_box: Box, columns_box: Box,
                    min_run: int) -> tuple[list[tuple[int, ...]], int]:
     """The copies found in one box, in the order to apply them, and the pixels they explain.
-    Rows first; columns only if rows explain less than half the box."""
-    x0, y0, x1, y1 = box
+    Rows are hashed across `rows_box`, columns across `columns_box`, and copies widened to
+    as much of `box` as moved. Rows first; columns only if rows explain less than half the
+    box."""
+    x0, y0 = box[:2]
     copies: list[tuple[int, ...]]
-    dy, row_starts, row_lengths = _search(cur, ref, box, True, min_run)
-    row_pixels = int(row_lengths.sum()) * (x1 - x0)
+    dy, row_starts, row_lengths = _search(cur, ref, rows_box, True, min_run)
+    left, right = _widen(cur, ref, rows_box, box, True, dy, row_starts, row_lengths)
+    row_pixels = int(row_lengths.sum()) * (right - left)
     column_pixels = 0
-    if 2 * row_pixels < (x1 - x0) * (y1 - y0):
-        dx, column_starts, column_lengths = _search(cur, ref, box, False, min_run)
-        column_pixels = int(column_lengths.sum()) * (y1 - y0)
+    if 2 * row_pixels < _area(box):
+        dx, column_starts, column_lengths = _search(cur, ref, columns_box, False, min_run)
+        top, bottom = _widen(cur, ref, columns_box, box, False, dx, column_starts,
+                             column_lengths)
+        column_pixels = int(column_lengths.sum()) * (bottom - top)
     if column_pixels > row_pixels:
-        copies = [(x0 + s + dx, y0, n, y1 - y0, x0 + s, y0)
+        copies = [(x0 + s + dx, top, n, bottom - top, x0 + s, top)
                   for s, n in zip(column_starts.tolist(), column_lengths.tolist(), strict=True)]
         order, pixels = (1 if dx > 0 else -1), column_pixels
     else:
-        copies = [(x0, y0 + s + dy, x1 - x0, n, x0, y0 + s)
+        copies = [(left, y0 + s + dy, right - left, n, left, y0 + s)
                   for s, n in zip(row_starts.tolist(), row_lengths.tolist(), strict=True)]
         order, pixels = (1 if dy > 0 else -1), row_pixels
     # Apply in the order that never reads what an earlier copy wrote.

@@ -267,3 +267,36 @@ def test_each_group_of_changes_is_searched_on_its_own():
     for message in stream(frames):
         moves = {(sx - dx, sy - dy) for sx, sy, _, _, dx, dy in copies_of(message)}
         assert moves == {(0, 4), (-6, 0)}
+
+
+@HYPOTHESIS
+@given(seed=st.integers(0, 2**32 - 1), step=st.integers(1, 17),
+       left=st.integers(4, 40), right=st.integers(4, 40), top=st.integers(12, 24),
+       counter=st.tuples(st.integers(4, 12), st.integers(8, 60)))
+def test_scroll_is_found_beside_a_change_that_widens_the_box(seed, step, left, right, top,
+                                                             counter):
+    """A terminal scrolls over a textured wallpaper while a counter ticks in the corner.
+
+    The counter's tiles touch the terminal's, so the box of every change takes in wallpaper
+    beside the terminal; rows that include it match at no offset. The copy must still be
+    found, as wide as the terminal (measured on Xvfb with an xterm: 100 KB a frame without).
+    """
+    rng = np.random.default_rng(seed)
+    height, width = 200, 180
+    x0, x1, y0, y1 = left, width - right, top, height - 8
+    page = text_like(rng, (y1 - y0) + 4 * step + 20, x1 - x0)
+    counter_h, counter_w = counter
+    frame = random_frame(rng, height, width)
+    frames = []
+    for n in range(4):
+        frame = frame.copy()
+        frame[y0:y1, x0:x1] = page[n * step:n * step + (y1 - y0)]
+        frame[0:counter_h, 0:counter_w] = rng.integers(0, 256, (counter_h, counter_w, 4),
+                                                       np.uint8)
+        frames.append(frame)
+    for message in stream(frames, tile=16):
+        copies = copies_of(message)
+        assert copies, "the scroll was not found beside the counter"
+        for sx, sy, w, h, dx, dy in copies:
+            assert (sx, w, dx, sy - dy) == (x0, x1 - x0, x0, step)
+            assert y0 <= min(sy, dy) and max(sy, dy) + h <= y1
