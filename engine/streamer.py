@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import select
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -77,26 +78,19 @@ class CaptureThread:
         return self._source
 
     async def wait_for_news(self, timeout: float) -> None:
-        """Until the display's connection has something to read, or `timeout` seconds."""
-        source = self._source
-        fd = source.fileno() if source is not None else None
+        """Until the display's connection has something to read, or `timeout` seconds.
+
+        The wait happens on the capture thread, which has nothing else to do meanwhile: the
+        event loop (asyncio's or Qt's, under qasync) never watches the X connection itself.
+        """
+        await self.run(functools.partial(self._wait_for_news, timeout))
+
+    def _wait_for_news(self, timeout: float) -> None:
+        fd = self.source().fileno()
         if fd is None:
-            await asyncio.sleep(timeout)
-            return
-        loop = asyncio.get_running_loop()
-        readable = loop.create_future()
-
-        def wake() -> None:
-            if not readable.done():
-                readable.set_result(None)
-
-        loop.add_reader(fd, wake)
-        try:
-            await asyncio.wait_for(readable, timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            loop.remove_reader(fd)
+            time.sleep(timeout)
+        else:
+            select.select([fd], [], [], timeout)
 
     async def run(self, work: Callable[[], T]) -> T:
         try:

@@ -15,7 +15,7 @@ from helpers import FakeClock, Mailbox, attachment
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QLineEdit, QMessageBox, QPushButton
 from pytestqt.qtbot import QtBot
-from viewer_support import _session_loop, dialog, qt_loop, until  # noqa: F401
+from viewer_support import _session_loop, dialog, qt_loop, run_scenario, until  # noqa: F401
 
 from engine.client import Client
 from engine.identity import Identity
@@ -136,7 +136,7 @@ def test_send_by_email(qtbot: QtBot, panel: NovicePanel, loop: asyncio.AbstractE
         await until(lambda: mailbox.messages, what="the mail arriving")
         await until(lambda: "Invitation sent" in panel.message.text())
 
-    loop.run_until_complete(scenario())
+    run_scenario(loop, scenario())
     (sender, recipients, mail), = mailbox.messages
     assert (sender, recipients) == ("alice@example.org", ["bob@example.org"])
     kind, _, payload = attachment(mail)
@@ -184,5 +184,5 @@ def test_consent_prompt_answers_the_expert(qtbot: QtBot, panel: NovicePanel,
             await until(lambda: not panel.end_button.isEnabled(), what="the session ending")
         await sharer.close()
 
-    loop.run_until_complete(scenario())
+    run_scenario(loop, scenario())
     assert isinstance(panel.findChild(QLineEdit, "password"), QLineEdit)

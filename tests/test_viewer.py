@@ -19,7 +19,7 @@ from helpers import FakeClock, free_port, invitation
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QDialogButtonBox, QInputDialog, QLineEdit
 from pytestqt.qtbot import QtBot
-from viewer_support import _session_loop, dialog, message, qt_loop, until  # noqa: F401
+from viewer_support import _session_loop, dialog, message, qt_loop, run_scenario, until  # noqa: F401
 
 from engine.capture import ScreenSource
 from engine.identity import Identity
@@ -103,7 +103,7 @@ def test_wrong_password_asks_again_with_the_tries_left(
         assert window.statusBar().currentMessage() == "Not connected: no password was typed."
         assert window.peer_label.text() == "Not connected"
 
-    loop.run_until_complete(scenario())
+    run_scenario(loop, scenario())
 
 
 REFUSALS = {
@@ -144,7 +144,7 @@ def test_each_refusal_is_a_dialog_that_says_what_to_do(
             box.accept()
             await opening
 
-    loop.run_until_complete(scenario())
+    run_scenario(loop, scenario())
 
 
 def test_a_damaged_file_is_a_dialog(qtbot: QtBot, window: ExpertWindow, tmp_path: Path,
@@ -161,7 +161,7 @@ def test_a_damaged_file_is_a_dialog(qtbot: QtBot, window: ExpertWindow, tmp_path
         box.accept()
         await opening
 
-    loop.run_until_complete(scenario())
+    run_scenario(loop, scenario())
 
 
 def screen(display: str) -> np.ndarray:
@@ -261,7 +261,7 @@ def test_a_live_session_shows_the_novice_screen(
         assert not window.control_button.isEnabled()
 
     try:
-        loop.run_until_complete(scenario())
+        run_scenario(loop, scenario())
     finally:
         xterm.kill()
         xterm.wait()

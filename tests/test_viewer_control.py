@@ -13,7 +13,7 @@ from helpers import invitation
 from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
-from viewer_support import _session_loop, dialog, qt_loop, until  # noqa: F401
+from viewer_support import _session_loop, dialog, qt_loop, run_scenario, until  # noqa: F401
 from xclient import Xev
 
 from engine.capture import ScreenSource
@@ -118,4 +118,4 @@ def test_take_control_type_and_stop(qtbot: QtBot, windows: tuple[ExpertWindow, N
             await sharer.close()
 
     with Xev(xvfb) as xev:
-        loop.run_until_complete(scenario(xev))
+        run_scenario(loop, scenario(xev))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 # Before any QApplication exists: the widgets render the same everywhere, display or not.
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -14,7 +15,11 @@ import pytest
 import qasync
 from PyQt6.QtWidgets import QApplication, QMessageBox, QWidget
 
+T = TypeVar("T")
 STEP = 0.02
+# A scenario that has not finished by then is stuck: fail it with the await it is stuck at,
+# rather than leave Qt's event loop (where no Python signal handler runs) waiting for ever.
+SCENARIO_TIMEOUT = 120.0
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +45,12 @@ def qt_loop(_session_loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.Abstra
         if leftovers:
             _session_loop.run_until_complete(asyncio.wait(leftovers, timeout=10))
         asyncio.set_event_loop(None)
+
+
+def run_scenario(loop: asyncio.AbstractEventLoop, scenario: Coroutine[Any, Any, T],
+                 timeout: float = SCENARIO_TIMEOUT) -> T:
+    """Run `scenario` on the Qt loop, for at most `timeout` seconds."""
+    return loop.run_until_complete(asyncio.wait_for(scenario, timeout))
 
 
 async def until(condition: object, timeout: float = 20.0, what: str = "the condition") -> None:
