@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.headless import save_png
 from engine.netaddr import free_port
-from engine.xvfb import Xvfb
+from engine.xvfb import Xvfb, stop_process
 
 __all__ = ["main"]
 
@@ -49,13 +49,7 @@ def started(command: list[str], **options: object) -> Iterator[subprocess.Popen[
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, grace=10)
 
 
 def grab(display: str) -> np.ndarray:

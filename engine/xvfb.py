@@ -14,9 +14,20 @@ import subprocess
 import time
 from types import TracebackType
 
-__all__ = ["Xvfb", "XvfbError"]
+__all__ = ["Xvfb", "XvfbError", "stop_process"]
 
 START_TIMEOUT = 10.0
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """Ask a child to stop (SIGTERM); after `grace` seconds, make it (SIGKILL)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class XvfbError(RuntimeError):
@@ -102,13 +113,7 @@ class Xvfb:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         if process.stderr is not None:
             process.stderr.close()
 
