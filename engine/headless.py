@@ -68,8 +68,7 @@ def read_password(ticket: Ticket, path: str | None) -> str | None:
 
 
 class _Printer(ViewerEvents):
-    def __init__(self, snapshot: Path | None) -> None:
-        self.snapshot = snapshot
+    def __init__(self) -> None:
         self.complete = asyncio.Event()
 
     def resized(self, width: int, height: int) -> None:
@@ -97,7 +96,7 @@ async def run(args: argparse.Namespace) -> int:
                            on_consent_pending=pending).connect()
     print(f"Connected to {session.start.sharer_name}; session code "
           f"{session.start.session_code}", flush=True)
-    printer = _Printer(args.snapshot)
+    printer = _Printer()
     viewer = Viewer(session, printer)
     running = asyncio.ensure_future(viewer.run())
     try:
