@@ -29,6 +29,7 @@ TEXT_COLOUR = (30, 30, 30)
 PAPER = (250, 250, 250)
 SCROLL_STEP = 18  # one text line a frame
 DRAG_STEP = 8
+DRAG_RISE = 3
 VIDEO_SIZE = (640, 360)
 
 
@@ -228,6 +229,17 @@ def scroll_clock(desktop: Desktop, frames: int) -> Iterator[Frame]:
 
 def drag(desktop: Desktop, frames: int) -> Iterator[Frame]:
     """The printer dialog is dragged left by 8 px a frame over the desktop."""
+    return _dragged(desktop, frames, 0)
+
+
+def drag_diagonal(desktop: Desktop, frames: int) -> Iterator[Frame]:
+    """The printer dialog is dragged as a hand drags it: 8 px left and 3 px up a frame."""
+    return _dragged(desktop, frames, DRAG_RISE)
+
+
+def _dragged(desktop: Desktop, frames: int, rise: int) -> Iterator[Frame]:
+    """The dialog moves DRAG_STEP px left and `rise` px up a frame over the wallpaper; at
+    the screen's edge it starts again where it was."""
     window = desktop.dialog
     sprite = desktop.frame[window.y:window.y + window.height,
                            window.x:window.x + window.width].copy()
@@ -236,12 +248,12 @@ def drag(desktop: Desktop, frames: int) -> Iterator[Frame]:
     backdrop[window.y:window.y + window.height, window.x:window.x + window.width] = (
         _uncovered(desktop, window))
     frame = backdrop.copy()
-    x = window.x
+    x, y = window.x, window.y
     for _ in range(frames):
-        frame[window.y:window.y + window.height, x:x + window.width] = (
-            backdrop[window.y:window.y + window.height, x:x + window.width])
-        x = max(0, x - DRAG_STEP) if x > 0 else window.x
-        frame[window.y:window.y + window.height, x:x + window.width] = sprite
+        frame[y:y + window.height, x:x + window.width] = (
+            backdrop[y:y + window.height, x:x + window.width])
+        x, y = (x - DRAG_STEP, y - rise) if x >= DRAG_STEP and y >= rise else (window.x, window.y)
+        frame[y:y + window.height, x:x + window.width] = sprite
         yield frame
 
 
@@ -286,6 +298,7 @@ WORKLOADS: dict[str, WorkloadFn] = {
     "scroll": scroll,
     "scroll-clock": scroll_clock,
     "drag": drag,
+    "drag-diagonal": drag_diagonal,
     "video": video,
     "full": full,
 }

@@ -18,6 +18,8 @@ COLOUR = np.uint32(0x00FFFFFF)
 SAMPLE_STEP = 4  # as in delta.pyx
 GOLDEN = np.uint32(2654435761)  # as in motion.pyx
 COLUMN_ROW_STEP = 4  # as in motion.pyx
+# As in motion.pyx:
+ANCHOR_WIDTH, ANCHOR_REACH, ANCHOR_TRIES, ANCHOR_SOURCES, ANCHOR_MISSES = 32, 256, 8, 4, 2
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1; ends excluded
 
@@ -168,15 +170,111 @@ def _box_motion(cur: Frame, ref: Frame, box: Box,
                 min_run: int) -> tuple[list[tuple[int, ...]], int]:
     """The copies found in one box and the pixels they explain, as `box_motion` in
     motion.pyx. If they explain less than half of it, the lines are hashed again across the
-    busiest part of the box only, and the answer that explains more wins."""
+    busiest part of the box only, and the answer that explains more wins; if lines still
+    explain less than half, an anchor is tried."""
     copies, explained = _copies_in_box(cur, ref, box, box, box, min_run)
     if 2 * explained < _area(box):
         rows_box, columns_box = _busiest(cur, ref, box)
         if rows_box != box or columns_box != box:
             found, pixels = _copies_in_box(cur, ref, box, rows_box, columns_box, min_run)
             if pixels > explained:
-                return found, pixels
+                copies, explained = found, pixels
+    if 2 * explained < _area(box):
+        found, pixels = _anchor_motion(cur, ref, box, min_run)
+        if pixels > explained:
+            copies, explained = found, pixels
     return copies, explained
+
+
+def _anchor_motion(cur: Frame, ref: Frame, box: Box,
+                   min_run: int) -> tuple[list[tuple[int, ...]], int]:
+    """The largest copy grown from an anchor, at least `min_run` rows tall, and the pixels
+    it explains, as `anchor_motion` in motion.pyx."""
+    x0, y0, x1, y1 = box
+    if x1 - x0 < ANCHOR_WIDTH:
+        return [], 0
+    cur_words, ref_words = _words(cur) & COLOUR, _words(ref) & COLOUR
+    middle = np.s_[x0 + (x1 - x0) // 4:x1 - (x1 - x0) // 4]
+    rows, before = cur_words[y0:y1, middle], ref_words[y0:y1, middle]
+    edges = (rows[:, :-1] != before[:, :-1]) & (rows[:, :-1] != rows[:, 1:])
+    best: tuple[int, ...] = ()
+    misses = 0
+    for k in range(ANCHOR_TRIES):
+        # From the middle out, as `middle_out` in motion.pyx.
+        band = ANCHOR_TRIES // 2 - 1 - k // 2 if k % 2 == 0 else ANCHOR_TRIES // 2 + k // 2
+        top = band * (y1 - y0) // ANCHOR_TRIES
+        with_edges = np.flatnonzero(edges[top:(band + 1) * (y1 - y0) // ANCHOR_TRIES]
+                                    .any(axis=1))
+        if not len(with_edges):
+            continue
+        ay = y0 + top + int(with_edges[0])
+        ax = middle.start + int(np.argmax(edges[ay - y0]))
+        ax = min(ax, x1 - ANCHOR_WIDTH)
+        sources = _anchor_sources(cur_words[ay, ax:ax + ANCHOR_WIDTH], ref_words, box, ax, ay)
+        misses += not sources
+        if misses == ANCHOR_MISSES:
+            break
+        for dx, dy in sources:
+            rect = _grow(cur_words, ref_words, box, dx, dy, [ax, ay, ax + ANCHOR_WIDTH, ay + 1])
+            area = (rect[2] - rect[0]) * (rect[3] - rect[1])
+            if rect[3] - rect[1] >= min_run and area > (best[2] * best[3] if best else 0):
+                best = (rect[0] + dx, rect[1] + dy, rect[2] - rect[0], rect[3] - rect[1],
+                        rect[0], rect[1])
+        if best and 2 * best[2] * best[3] >= _area(box):
+            break
+    return ([best], best[2] * best[3]) if best else ([], 0)
+
+
+def _anchor_sources(anchor: npt.NDArray[np.uint32], ref_words: npt.NDArray[np.uint32],
+                    box: Box, ax: int, ay: int) -> list[tuple[int, int]]:
+    """Where in the box, within ANCHOR_REACH and not in place, the reference holds the
+    anchor's pixels: the first ANCHOR_SOURCES offsets in row-major order, as
+    `anchor_sources` in motion.pyx."""
+    sy0, sx0 = max(box[1], ay - ANCHOR_REACH), max(box[0], ax - ANCHOR_REACH)
+    sy1 = min(box[3], ay + ANCHOR_REACH + 1)
+    sx1 = min(box[2] - ANCHOR_WIDTH, ax + ANCHOR_REACH) + 1
+    found: list[tuple[int, int]] = []
+    for y, x in zip(*np.nonzero(ref_words[sy0:sy1, sx0:sx1] == anchor[0]), strict=True):
+        sx, sy = sx0 + int(x), sy0 + int(y)
+        if (sx, sy) != (ax, ay) and (ref_words[sy, sx:sx + ANCHOR_WIDTH] == anchor).all():
+            found.append((sx - ax, sy - ay))
+            if len(found) == ANCHOR_SOURCES:
+                break
+    return found
+
+
+def _grow(cur_words: npt.NDArray[np.uint32], ref_words: npt.NDArray[np.uint32], box: Box,
+          dx: int, dy: int, rect: list[int]) -> list[int]:
+    """`rect` grown a line at a time on each side in turn while the new line moved by
+    (dx, dy), as `grow` in motion.pyx."""
+    height, width = cur_words.shape
+    lo_x, hi_x = max(box[0], -dx), min(box[2], width - dx)
+    lo_y, hi_y = max(box[1], -dy), min(box[3], height - dy)
+
+    def moved(x0: int, y0: int, x1: int, y1: int) -> bool:
+        return bool((cur_words[y0:y1, x0:x1] == ref_words[y0 + dy:y1 + dy, x0 + dx:x1 + dx])
+                    .all())
+
+    grew = True
+    while grew:
+        grew = False
+        x0, y0, x1, y1 = rect
+        if y0 > lo_y and moved(x0, y0 - 1, x1, y0):
+            rect[1] -= 1
+            grew = True
+        x0, y0, x1, y1 = rect
+        if y1 < hi_y and moved(x0, y1, x1, y1 + 1):
+            rect[3] += 1
+            grew = True
+        x0, y0, x1, y1 = rect
+        if x0 > lo_x and moved(x0 - 1, y0, x0, y1):
+            rect[0] -= 1
+            grew = True
+        x0, y0, x1, y1 = rect
+        if x1 < hi_x and moved(x1, y0, x1 + 1, y1):
+            rect[2] += 1
+            grew = True
+    return rect
 
 
 def _busiest(cur: Frame, ref: Frame, box: Box) -> tuple[Box, Box]:

@@ -24,7 +24,14 @@ The box of every change is searched first. If that explains less than half of it
 changes fall in several groups of touching dirty tiles, each group is searched in its own
 box as well, and the answer that explains more pixels wins: a scroll is found while a video
 plays elsewhere, and a dragged window whose flat middle did not change stays one piece.
-A move that is both horizontal and vertical is not found; its tiles are sent as usual.
+
+A move that is both horizontal and vertical (a window dragged by hand) matches no whole line,
+so when rows and columns both explain less than half a box, an anchor is tried: 32 pixels of
+a row from its first changed edge in the middle half of the box. Its source is looked for
+in the reference, within the box and 256 pixels each way; from each place it is found (the
+first four), a copy grows a line at a time on every side while the moved line matches, and
+the largest wins. Up to eight anchors are tried, one in each eighth of the box's rows from
+the middle out, and none after two are found nowhere.
 
 A line's hash is the sum modulo 2**32 of its pixels' colour words, each XOR a key for its
 position: XOR with a key is one-to-one, so two lines that differ in one pixel never collide,
@@ -49,6 +56,15 @@ cdef uint32_t COLOUR = 0x00FFFFFF
 # sends the same 706 bytes a frame either way (`ra-bench codec`).
 cdef enum:
     COLUMN_ROW_STEP = 4
+# An anchor is long enough that text rarely repeats it, short enough to fit inside a small
+# window; a drag between two captures rarely moves it further than its reach (at 60 Hz,
+# 256 px a frame is a fling across a 1080p screen in eight frames).
+cdef enum:
+    ANCHOR_WIDTH = 32
+    ANCHOR_REACH = 256
+    ANCHOR_TRIES = 8
+    ANCHOR_SOURCES = 4
+    ANCHOR_MISSES = 2
 # Knuth's multiplicative constant: consecutive keys differ in every byte.
 cdef uint32_t GOLDEN = 2654435761u
 
@@ -390,6 +406,154 @@ cdef Py_ssize_t copies_in_box(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, 
     return pixels
 
 
+cdef inline bint same_pixel(const uint8_t* p, const uint8_t* q) noexcept nogil:
+    return ((load_pixel(p) ^ load_pixel(q)) & COLOUR) == 0
+
+
+cdef bint line_moved(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride, Py_ssize_t x,
+                     Py_ssize_t y, Py_ssize_t n, bint along_row, Py_ssize_t dx,
+                     Py_ssize_t dy) noexcept nogil:
+    """Whether the `n` pixels from (x, y), along a row or down a column, are the reference's
+    at (x + dx, y + dy)."""
+    cdef Py_ssize_t i
+    cdef const uint8_t* p = cur + y * stride + 4 * x
+    cdef const uint8_t* q = ref + (y + dy) * stride + 4 * (x + dx)
+    cdef Py_ssize_t step = 4 if along_row else stride
+    for i in range(n):
+        if not same_pixel(p + i * step, q + i * step):
+            return False
+    return True
+
+
+cdef int anchor_sources(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
+                        const Py_ssize_t* box, Py_ssize_t ax, Py_ssize_t ay, Py_ssize_t* dx,
+                        Py_ssize_t* dy) noexcept nogil:
+    """Where in the box, within ANCHOR_REACH and not in place, the reference holds the
+    anchor's pixels: the first ANCHOR_SOURCES offsets in row-major order into (dx, dy); how
+    many. What moved came from inside the box: its old place changed too."""
+    cdef Py_ssize_t sx, sy
+    cdef int found = 0
+    cdef uint32_t first = load_pixel(cur + ay * stride + 4 * ax) & COLOUR
+    cdef const uint8_t* row
+    for sy in range(max(box[1], ay - ANCHOR_REACH), min(box[3], ay + ANCHOR_REACH + 1)):
+        row = ref + sy * stride
+        for sx in range(max(box[0], ax - ANCHOR_REACH),
+                        min(box[2] - ANCHOR_WIDTH, ax + ANCHOR_REACH) + 1):
+            if (load_pixel(row + 4 * sx) & COLOUR) != first or (sx == ax and sy == ay):
+                continue
+            if line_moved(cur, ref, stride, ax, ay, ANCHOR_WIDTH, True, sx - ax, sy - ay):
+                dx[found], dy[found] = sx - ax, sy - ay
+                found += 1
+                if found == ANCHOR_SOURCES:
+                    return found
+    return found
+
+
+cdef Py_ssize_t grow(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
+                     Py_ssize_t width, Py_ssize_t height, const Py_ssize_t* box,
+                     Py_ssize_t dx, Py_ssize_t dy, Py_ssize_t* rect) noexcept nogil:
+    """Grow `rect` (x0, y0, x1, y1) a line at a time on each side in turn, within the box
+    and with its source within the frame, while the new line moved by (dx, dy); its area.
+    Growing every side together, not one side to the end first, keeps a narrow anchor from
+    running on through content that matches only along its own few columns."""
+    cdef Py_ssize_t lo_x = max(box[0], -dx), hi_x = min(box[2], width - dx)
+    cdef Py_ssize_t lo_y = max(box[1], -dy), hi_y = min(box[3], height - dy)
+    cdef bint grew = True
+    while grew:
+        grew = False
+        if rect[1] > lo_y and line_moved(cur, ref, stride, rect[0], rect[1] - 1,
+                                         rect[2] - rect[0], True, dx, dy):
+            rect[1] -= 1
+            grew = True
+        if rect[3] < hi_y and line_moved(cur, ref, stride, rect[0], rect[3],
+                                         rect[2] - rect[0], True, dx, dy):
+            rect[3] += 1
+            grew = True
+        if rect[0] > lo_x and line_moved(cur, ref, stride, rect[0] - 1, rect[1],
+                                         rect[3] - rect[1], False, dx, dy):
+            rect[0] -= 1
+            grew = True
+        if rect[2] < hi_x and line_moved(cur, ref, stride, rect[2], rect[1],
+                                         rect[3] - rect[1], False, dx, dy):
+            rect[2] += 1
+            grew = True
+    return (rect[2] - rect[0]) * (rect[3] - rect[1])
+
+
+cdef Py_ssize_t anchor_column(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
+                              const Py_ssize_t* box, Py_ssize_t y) noexcept nogil:
+    """The first column in the middle half of the box where row `y` changed and has an edge
+    (a pixel unlike the next); -1 if none. Windows are flat in most places, and a flat
+    anchor is found everywhere; the middle half keeps it off the strips a move uncovers."""
+    cdef Py_ssize_t x, w = box[2] - box[0]
+    cdef const uint8_t* p
+    for x in range(box[0] + w // 4, box[2] - w // 4 - 1):
+        p = cur + y * stride + 4 * x
+        if not same_pixel(p, ref + y * stride + 4 * x) and not same_pixel(p, p + 4):
+            return x
+    return -1
+
+
+cdef inline Py_ssize_t middle_out(Py_ssize_t k) noexcept nogil:
+    """The k-th band of ANCHOR_TRIES to try: the middle two, then outwards."""
+    return ANCHOR_TRIES // 2 - 1 - k // 2 if k % 2 == 0 else ANCHOR_TRIES // 2 + k // 2
+
+
+cdef Py_ssize_t anchor_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref,
+                              const Py_ssize_t* box, Py_ssize_t min_run,
+                              list copies) except -1:
+    """Append the largest copy grown from an anchor, at least `min_run` rows tall; return
+    the pixels it explains (0: none). The search stops at a copy that explains half the box.
+
+    The box is cut into ANCHOR_TRIES bands of rows, tried from the middle out, away from
+    the strips a move uncovers at the edges; each band's anchor is on its first row with a
+    changed edge, and starts at that edge. Text repeats its letters, so an anchor may
+    be found in several places: the copy grows from each of the first ANCHOR_SOURCES and
+    the largest is kept; a wrong source stops growing within a line or two. Two anchors
+    found nowhere mean new content (a video), not a move: the search stops there.
+    """
+    cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1], stride = width * 4
+    cdef Py_ssize_t h = box[3] - box[1], k, band, i, ax, ay, pixels = 0, area, misses = 0
+    cdef Py_ssize_t dx[ANCHOR_SOURCES]
+    cdef Py_ssize_t dy[ANCHOR_SOURCES]
+    cdef Py_ssize_t rect[4]
+    cdef Py_ssize_t best[6]
+    cdef int sources
+    cdef const uint8_t* c = &cur[0, 0, 0]
+    cdef const uint8_t* r = &ref[0, 0, 0]
+    if box[2] - box[0] < ANCHOR_WIDTH:
+        return 0
+    with nogil:
+        for k in range(ANCHOR_TRIES):
+            band = middle_out(k)
+            ax = -1
+            for ay in range(box[1] + band * h // ANCHOR_TRIES,
+                            box[1] + (band + 1) * h // ANCHOR_TRIES):
+                ax = anchor_column(c, r, stride, box, ay)
+                if ax >= 0:
+                    break
+            if ax < 0:
+                continue
+            ax = min(ax, box[2] - ANCHOR_WIDTH)
+            sources = anchor_sources(c, r, stride, box, ax, ay, dx, dy)
+            if sources == 0:
+                misses += 1
+                if misses == ANCHOR_MISSES:
+                    break
+            for i in range(sources):
+                rect[0], rect[1], rect[2], rect[3] = ax, ay, ax + ANCHOR_WIDTH, ay + 1
+                area = grow(c, r, stride, width, height, box, dx[i], dy[i], rect)
+                if rect[3] - rect[1] >= min_run and area > pixels:
+                    pixels = area
+                    best[0], best[1], best[2] = rect[0] + dx[i], rect[1] + dy[i], rect[2] - rect[0]
+                    best[3], best[4], best[5] = rect[3] - rect[1], rect[0], rect[1]
+            if 2 * pixels >= (box[2] - box[0]) * h:
+                break
+    if pixels:
+        copies.append((best[0], best[1], best[2], best[3], best[4], best[5]))
+    return pixels
+
+
 cdef Py_ssize_t box_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref,
                            const Py_ssize_t* box, Py_ssize_t min_run, Scratch* s,
                            list copies) except -1:
@@ -398,7 +562,8 @@ cdef Py_ssize_t box_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1
     If they explain less than half of it, the lines are hashed again across the busiest
     part of the box only, and the answer that explains more wins: a clock that ticks beside
     a terminal widens the box by wallpaper that did not scroll, and rows that include it
-    match at no offset (measured on Xvfb: 100 KB a frame instead of 3 KB).
+    match at no offset (measured on Xvfb: 100 KB a frame instead of 3 KB). If lines still
+    explain less than half, an anchor is tried, for a move in both directions.
     """
     cdef Py_ssize_t explained, pixels
     cdef Py_ssize_t rows_box[4]
@@ -414,6 +579,11 @@ cdef Py_ssize_t box_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1
             pixels = copies_in_box(cur, ref, box, rows_box, columns_box, min_run, s, narrowed)
             if pixels > explained:
                 found, explained = narrowed, pixels
+    if 2 * explained < (box[2] - box[0]) * (box[3] - box[1]):
+        anchored = []
+        pixels = anchor_motion(cur, ref, box, min_run, anchored)
+        if pixels > explained:
+            found, explained = anchored, pixels
     copies += found
     return explained
 

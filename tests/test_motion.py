@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import pyzstd
@@ -128,14 +130,35 @@ def visible_in_both(before, after, size, side):
 
 @HYPOTHESIS
 @given(seed=st.integers(0, 2**32 - 1), moves=st.lists(
-    st.tuples(st.integers(-10, 10), st.integers(-10, 10)), min_size=1, max_size=4))
-def test_diagonal_drags_round_trip(seed, moves):
-    """Diagonal moves are not searched for, yet must still arrive exactly."""
+    st.tuples(st.integers(-12, 12), st.integers(-12, 12)), min_size=1, max_size=4))
+def test_any_drag_round_trips(seed, moves):
+    """Moves of every direction, small sprites, off the edges: whatever the search finds,
+    the frames arrive exactly."""
     rng = np.random.default_rng(seed)
     positions = [(30, 20)]
     for dx, dy in moves:
         positions.append((positions[-1][0] + dx, positions[-1][1] + dy))
     stream(moved_sprite(rng, 80, 100, positions, (30, 40)))
+
+
+nonzero_step = st.integers(-12, 12).filter(bool)
+
+
+@HYPOTHESIS
+@given(seed=st.integers(0, 2**32 - 1),
+       moves=st.lists(st.tuples(nonzero_step, nonzero_step), min_size=1, max_size=3))
+def test_diagonal_drag_is_one_copy_of_the_window(seed, moves):
+    """A window dragged both across and down, as a hand drags it, travels as one copy of
+    the whole window from where it was."""
+    rng = np.random.default_rng(seed)
+    positions = [(40, 40)]
+    for dx, dy in moves:
+        positions.append((positions[-1][0] + dx, positions[-1][1] + dy))
+    sprite_h, sprite_w = 40, 64
+    frames = moved_sprite(rng, 130, 150, positions, (sprite_h, sprite_w))
+    for ((px, py), (qx, qy)), message in zip(itertools.pairwise(positions), stream(frames),
+                                             strict=True):
+        assert copies_of(message) == [(px, py, sprite_w, sprite_h, qx, qy)]
 
 
 copy_rect = st.tuples(st.integers(0, 39), st.integers(0, 29), st.integers(1, 40),
