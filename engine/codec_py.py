@@ -248,32 +248,24 @@ def _grow(cur_words: npt.NDArray[np.uint32], ref_words: npt.NDArray[np.uint32], 
     """`rect` grown a line at a time on each side in turn while the new line moved by
     (dx, dy), as `grow` in motion.pyx."""
     height, width = cur_words.shape
-    lo_x, hi_x = max(box[0], -dx), min(box[2], width - dx)
-    lo_y, hi_y = max(box[1], -dy), min(box[3], height - dy)
-
-    def moved(x0: int, y0: int, x1: int, y1: int) -> bool:
-        return bool((cur_words[y0:y1, x0:x1] == ref_words[y0 + dy:y1 + dy, x0 + dx:x1 + dx])
-                    .all())
-
+    limits = (max(box[0], -dx), max(box[1], -dy), min(box[2], width - dx),
+              min(box[3], height - dy))
     grew = True
     while grew:
         grew = False
-        x0, y0, x1, y1 = rect
-        if y0 > lo_y and moved(x0, y0 - 1, x1, y0):
-            rect[1] -= 1
-            grew = True
-        x0, y0, x1, y1 = rect
-        if y1 < hi_y and moved(x0, y1, x1, y1 + 1):
-            rect[3] += 1
-            grew = True
-        x0, y0, x1, y1 = rect
-        if x0 > lo_x and moved(x0 - 1, y0, x0, y1):
-            rect[0] -= 1
-            grew = True
-        x0, y0, x1, y1 = rect
-        if x1 < hi_x and moved(x1, y0, x1 + 1, y1):
-            rect[2] += 1
-            grew = True
+        for side in (1, 3, 0, 2):  # top, bottom, left, right
+            outward = side >= 2
+            if not (rect[side] < limits[side] if outward else rect[side] > limits[side]):
+                continue
+            x0, y0, x1, y1 = rect
+            line = rect[side] if outward else rect[side] - 1
+            if side % 2:
+                y0, y1 = line, line + 1
+            else:
+                x0, x1 = line, line + 1
+            if (cur_words[y0:y1, x0:x1] == ref_words[y0 + dy:y1 + dy, x0 + dx:x1 + dx]).all():
+                rect[side] += 1 if outward else -1
+                grew = True
     return rect
 
 

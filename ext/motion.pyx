@@ -456,27 +456,27 @@ cdef Py_ssize_t grow(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
     and with its source within the frame, while the new line moved by (dx, dy); its area.
     Growing every side together, not one side to the end first, keeps a narrow anchor from
     running on through content that matches only along its own few columns."""
-    cdef Py_ssize_t lo_x = max(box[0], -dx), hi_x = min(box[2], width - dx)
-    cdef Py_ssize_t lo_y = max(box[1], -dy), hi_y = min(box[3], height - dy)
-    cdef bint grew = True
+    # Per side of `rect` (x0, y0, x1, y1): how far it may go.
+    cdef Py_ssize_t limits[4]
+    limits[0], limits[1] = max(box[0], -dx), max(box[1], -dy)
+    limits[2], limits[3] = min(box[2], width - dx), min(box[3], height - dy)
+    cdef Py_ssize_t line
+    cdef int turn, side
+    cdef int[4] sides = [1, 3, 0, 2]  # top, bottom, left, right
+    cdef bint grew = True, row, outward
     while grew:
         grew = False
-        if rect[1] > lo_y and line_moved(cur, ref, stride, rect[0], rect[1] - 1,
-                                         rect[2] - rect[0], True, dx, dy):
-            rect[1] -= 1
-            grew = True
-        if rect[3] < hi_y and line_moved(cur, ref, stride, rect[0], rect[3],
-                                         rect[2] - rect[0], True, dx, dy):
-            rect[3] += 1
-            grew = True
-        if rect[0] > lo_x and line_moved(cur, ref, stride, rect[0] - 1, rect[1],
-                                         rect[3] - rect[1], False, dx, dy):
-            rect[0] -= 1
-            grew = True
-        if rect[2] < hi_x and line_moved(cur, ref, stride, rect[2], rect[1],
-                                         rect[3] - rect[1], False, dx, dy):
-            rect[2] += 1
-            grew = True
+        for turn in range(4):
+            side = sides[turn]
+            row = side % 2 == 1
+            outward = side >= 2  # x1 and y1 grow up, x0 and y0 down
+            if (rect[side] < limits[side]) if outward else (rect[side] > limits[side]):
+                line = rect[side] if outward else rect[side] - 1
+                if line_moved(cur, ref, stride, rect[0] if row else line,
+                              line if row else rect[1],
+                              (rect[2] - rect[0]) if row else (rect[3] - rect[1]), row, dx, dy):
+                    rect[side] += 1 if outward else -1
+                    grew = True
     return (rect[2] - rect[0]) * (rect[3] - rect[1])
 
 
