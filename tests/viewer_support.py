@@ -13,6 +13,8 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 import pytest
 import qasync
+from PyQt6.QtCore import QEvent, QPoint, QPointF, Qt
+from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QMessageBox, QWidget
 
 T = TypeVar("T")
@@ -20,6 +22,27 @@ STEP = 0.02
 # A scenario that has not finished by then is stuck: fail it with the await it is stuck at,
 # rather than leave Qt's event loop (where no Python signal handler runs) waiting for ever.
 SCENARIO_TIMEOUT = 120.0
+
+
+class CallbackErrors:
+    """What went wrong inside the loop's callbacks during one test.
+
+    A callback's exception is only logged by asyncio, and some lose work for good: a task's
+    wakeup that runs while another task is mid-step ("Cannot enter into task") is dropped,
+    and that task then waits for ever. The loop stops at the first, so the scenario ends at
+    once, and the test fails with them.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        # Python 3.11's streams call `exception()` on a connection handler's task even when
+        # it was cancelled (when the sharer closes), which raises CancelledError there.
+        if not isinstance(error, asyncio.CancelledError):
+            self.messages.append(f"{context.get('message')}: {error!r}")
+            loop.stop()
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +59,8 @@ def _session_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
 def qt_loop(_session_loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.AbstractEventLoop]:
     """The asyncio loop on Qt's, as `ra-view` and `ra-share` run it."""
     asyncio.set_event_loop(_session_loop)
+    errors = CallbackErrors()
+    _session_loop.set_exception_handler(errors)
     try:
         yield _session_loop
     finally:
@@ -44,7 +69,22 @@ def qt_loop(_session_loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.Abstra
             task.cancel()
         if leftovers:
             _session_loop.run_until_complete(asyncio.wait(leftovers, timeout=10))
+        _session_loop.set_exception_handler(None)
         asyncio.set_event_loop(None)
+    assert not errors.messages, "callbacks failed on the loop:\n" + "\n".join(errors.messages)
+
+
+def move_mouse(widget: QWidget, pos: QPoint) -> None:
+    """The pointer moves over `widget` to `pos`, as from the window system.
+
+    Not `qtbot.mouseMove`: QTest processes events while it moves, a Qt loop inside the
+    running coroutine, where qasync would wake other tasks in the middle of this one's step
+    and asyncio would drop their wakeups.
+    """
+    local = QPointF(pos)
+    QApplication.sendEvent(widget, QMouseEvent(
+        QEvent.Type.MouseMove, local, widget.mapToGlobal(local), Qt.MouseButton.NoButton,
+        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier))
 
 
 def run_scenario(loop: asyncio.AbstractEventLoop, scenario: Coroutine[Any, Any, T],
