@@ -176,10 +176,12 @@ Step = Callable[[int], None]
 
 
 def _full(screen: Screen, cache: Path | None) -> Step:
+    """The whole screen changes every tick: a photo pans, with fresh grain each time, so no
+    copy of the last frame explains any of it (a clean pan is a motion the codec finds)."""
     size = (screen.width, screen.height)
     source = _cached(cache, f"full-source-{screen.width}x{screen.height}",
                      lambda: photo(screen.width + 64, screen.height + 64, seed=11))
-    pixmaps = [screen.pixmap(frame) for frame in _crops(source, size, FULL_FRAMES, 11, 0)]
+    pixmaps = [screen.pixmap(frame) for frame in _crops(source, size, FULL_FRAMES, 11, 2)]
     window = screen.window(0, 0, *size)
     return lambda tick: window.copy_area(screen.gc, pixmaps[tick % len(pixmaps)], 0, 0,
                                          *size, 0, 0)
