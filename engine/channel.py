@@ -29,11 +29,15 @@ from engine.protocol import (
     State,
 )
 
-__all__ = ["Channel", "Session", "SessionError", "first_to_finish"]
+__all__ = ["STREAM_LIMIT", "Channel", "Session", "SessionError", "first_to_finish"]
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
+# How much a stream buffers before it stops reading the socket. A whole-screen frame is
+# megabytes: at asyncio's default of 64 KiB the transport pauses and resumes many times a
+# frame, each time through the selector.
+STREAM_LIMIT = 4 * 1024 * 1024
 # How long a polite close may wait for the peer to take its Bye.
 CLOSE_TIMEOUT = 2.0
 

@@ -23,7 +23,7 @@ from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
-from engine.channel import Channel, Session, SessionError, first_to_finish
+from engine.channel import STREAM_LIMIT, Channel, Session, SessionError, first_to_finish
 from engine.codec import CodecError, Decoder, Rect
 from engine.identity import client_context, fingerprint
 from engine.protocol import (
@@ -123,7 +123,8 @@ class Client:
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(address.host, address.port, ssl=context,
-                                            ssl_handshake_timeout=self.connect_timeout),
+                                            ssl_handshake_timeout=self.connect_timeout,
+                                            limit=STREAM_LIMIT),
                     self.connect_timeout)
             except ssl.SSLError as exc:
                 problems.append(f"{address} does not speak TLS 1.3 ({exc.reason or exc})")

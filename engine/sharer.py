@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.capture import CaptureError, FrameSource
-from engine.channel import Channel, Session, SessionError, first_to_finish
+from engine.channel import STREAM_LIMIT, Channel, Session, SessionError, first_to_finish
 from engine.handover import Handover, HandoverListener
 from engine.identity import Identity
 from engine.invitations import InvitationRefused, InvitationStore
@@ -161,7 +161,7 @@ class Sharer:
         """Listen (on every interface when `host` is None) and serve in the background."""
         self._server = await asyncio.start_server(
             self._accept, host, port, ssl=self.identity.server_context(),
-            ssl_handshake_timeout=self.handshake_timeout)
+            ssl_handshake_timeout=self.handshake_timeout, limit=STREAM_LIMIT)
 
     @property
     def port(self) -> int:
