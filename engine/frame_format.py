@@ -23,8 +23,8 @@ Wire format, version 1 (all integers little-endian)::
 Copy-rects are applied first, in order, each reading the framebuffer as the previous one left
 it and each as if through a temporary (memmove: a copy may overlap itself); then the tiles,
 XOR against the result. A keyframe carries every tile, no XOR and no copy. The encoder finds
-copies by motion search (`ext/motion.pyx`): vertical scrolls of a region and horizontal moves;
-a decoder takes any copy that fits the frame.
+copies by motion search (`ext/motion.pyx`): vertical scrolls of a region, horizontal moves,
+and moves in both directions at once; a decoder takes any copy that fits the frame.
 A frame with nothing to send is not a message: the encoder returns b"".
 
 Frames are BGRX ``uint8`` arrays (H, W, 4) as mss returns them. The padding byte is not sent;
