@@ -19,7 +19,7 @@ SAMPLE_STEP = 4  # as in delta.pyx
 GOLDEN = np.uint32(2654435761)  # as in motion.pyx
 COLUMN_ROW_STEP = 4  # as in motion.pyx
 # As in motion.pyx:
-ANCHOR_WIDTH, ANCHOR_REACH, ANCHOR_TRIES, ANCHOR_SOURCES, ANCHOR_MISSES = 32, 256, 8, 4, 2
+ANCHOR_WIDTH, ANCHOR_REACH, ANCHOR_TRIES, ANCHOR_SOURCES, ANCHOR_MISSES = 32, 256, 8, 4, 3
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1; ends excluded
 
@@ -194,22 +194,19 @@ def _anchor_motion(cur: Frame, ref: Frame, box: Box,
     if x1 - x0 < ANCHOR_WIDTH:
         return [], 0
     cur_words, ref_words = _words(cur) & COLOUR, _words(ref) & COLOUR
-    middle = np.s_[x0 + (x1 - x0) // 4:x1 - (x1 - x0) // 4]
-    rows, before = cur_words[y0:y1, middle], ref_words[y0:y1, middle]
-    edges = (rows[:, :-1] != before[:, :-1]) & (rows[:, :-1] != rows[:, 1:])
     best: tuple[int, ...] = ()
     misses = 0
     for k in range(ANCHOR_TRIES):
         # From the middle out, as `middle_out` in motion.pyx.
         band = ANCHOR_TRIES // 2 - 1 - k // 2 if k % 2 == 0 else ANCHOR_TRIES // 2 + k // 2
-        top = band * (y1 - y0) // ANCHOR_TRIES
-        with_edges = np.flatnonzero(edges[top:(band + 1) * (y1 - y0) // ANCHOR_TRIES]
-                                    .any(axis=1))
-        if not len(with_edges):
+        rows = range(y0 + band * (y1 - y0) // ANCHOR_TRIES,
+                     y0 + (band + 1) * (y1 - y0) // ANCHOR_TRIES)
+        found = next(((y, x) for y in rows
+                      if (x := _anchor_column(cur_words[y, x0:x1], ref_words[y, x0:x1])) >= 0),
+                     None)
+        if found is None:
             continue
-        ay = y0 + top + int(with_edges[0])
-        ax = middle.start + int(np.argmax(edges[ay - y0]))
-        ax = min(ax, x1 - ANCHOR_WIDTH)
+        ay, ax = found[0], min(max(x0 + found[1] - ANCHOR_WIDTH // 2, x0), x1 - ANCHOR_WIDTH)
         sources = _anchor_sources(cur_words[ay, ax:ax + ANCHOR_WIDTH], ref_words, box, ax, ay)
         misses += not sources
         if misses == ANCHOR_MISSES:
@@ -223,6 +220,24 @@ def _anchor_motion(cur: Frame, ref: Frame, box: Box,
         if best and 2 * best[2] * best[3] >= _area(box):
             break
     return ([best], best[2] * best[3]) if best else ([], 0)
+
+
+def _anchor_column(row: npt.NDArray[np.uint32], before: npt.NDArray[np.uint32]) -> int:
+    """The position nearest the middle of the row's changed pixels (on a tie, the one at or
+    right of it) where it changed and has an edge; -1 if none, as `anchor_column` in
+    motion.pyx."""
+    changed = np.flatnonzero(row != before)
+    if not len(changed):
+        return -1
+    first, last = int(changed[0]), int(changed[-1])
+    middle = (first + last) // 2
+    edges = first + np.flatnonzero((row[first:last] != before[first:last])
+                                   & (row[first:last] != row[first + 1:last + 1]))
+    if not len(edges):
+        return -1
+    # The order motion.pyx looks in: middle, middle - 1, middle + 1, middle - 2, ...
+    order = np.where(edges >= middle, 2 * (edges - middle), 2 * (middle - edges) - 1)
+    return int(edges[np.argmin(order)])
 
 
 def _anchor_sources(anchor: npt.NDArray[np.uint32], ref_words: npt.NDArray[np.uint32],

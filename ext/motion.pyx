@@ -27,11 +27,12 @@ plays elsewhere, and a dragged window whose flat middle did not change stays one
 
 A move that is both horizontal and vertical (a window dragged by hand) matches no whole line,
 so when rows and columns both explain less than half a box, an anchor is tried: 32 pixels of
-a row from its first changed edge in the middle half of the box. Its source is looked for
-in the reference, within the box and 256 pixels each way; from each place it is found (the
-first four), a copy grows a line at a time on every side while the moved line matches, and
-the largest wins. Up to eight anchors are tried, one in each eighth of the box's rows from
-the middle out, and none after two are found nowhere.
+a row, centred on the changed edge nearest the middle of the row's changes. Its source is
+looked for in the reference, within the box and 256 pixels each way; from each place it is
+found (the first four), a copy grows a line at a time on every side while the moved line
+matches, and the largest wins. Up to eight anchors are tried, one in each eighth of the
+box's rows from the middle out, until one explains half the box; none after three are
+found nowhere.
 
 A line's hash is the sum modulo 2**32 of its pixels' colour words, each XOR a key for its
 position: XOR with a key is one-to-one, so two lines that differ in one pixel never collide,
@@ -64,7 +65,7 @@ cdef enum:
     ANCHOR_REACH = 256
     ANCHOR_TRIES = 8
     ANCHOR_SOURCES = 4
-    ANCHOR_MISSES = 2
+    ANCHOR_MISSES = 3
 # Knuth's multiplicative constant: consecutive keys differ in every byte.
 cdef uint32_t GOLDEN = 2654435761u
 
@@ -480,17 +481,39 @@ cdef Py_ssize_t grow(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
     return (rect[2] - rect[0]) * (rect[3] - rect[1])
 
 
+cdef inline bint changed_edge(const uint8_t* row, const uint8_t* before,
+                              Py_ssize_t x) noexcept nogil:
+    """Whether pixel x changed and is unlike the next."""
+    return not same_pixel(row + 4 * x, before + 4 * x) and not same_pixel(row + 4 * x,
+                                                                          row + 4 * x + 4)
+
+
 cdef Py_ssize_t anchor_column(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
                               const Py_ssize_t* box, Py_ssize_t y) noexcept nogil:
-    """The first column in the middle half of the box where row `y` changed and has an edge
-    (a pixel unlike the next); -1 if none. Windows are flat in most places, and a flat
-    anchor is found everywhere; the middle half keeps it off the strips a move uncovers."""
-    cdef Py_ssize_t x, w = box[2] - box[0]
-    cdef const uint8_t* p
-    for x in range(box[0] + w // 4, box[2] - w // 4 - 1):
-        p = cur + y * stride + 4 * x
-        if not same_pixel(p, ref + y * stride + 4 * x) and not same_pixel(p, p + 4):
-            return x
+    """The column nearest the middle of row `y`'s changed pixels (on a tie, the one at or
+    right of it) where the row changed and has an edge (a pixel unlike the next); -1 if
+    none. Windows are flat in most places, and a flat anchor is found everywhere; the
+    middle keeps the anchor off the strips a move uncovers at the ends, and off a small
+    change elsewhere on the row."""
+    cdef Py_ssize_t x, d, first = -1, last = -1, middle
+    cdef const uint8_t* row = cur + y * stride
+    cdef const uint8_t* before = ref + y * stride
+    for x in range(box[0], box[2]):
+        if not same_pixel(row + 4 * x, before + 4 * x):
+            first = x
+            break
+    if first < 0:
+        return -1
+    for x in range(box[2] - 1, first - 1, -1):
+        if not same_pixel(row + 4 * x, before + 4 * x):
+            last = x
+            break
+    middle = (first + last) // 2
+    for d in range(last - first + 1):
+        if middle + d < last and changed_edge(row, before, middle + d):
+            return middle + d
+        if middle - d - 1 >= first and changed_edge(row, before, middle - d - 1):
+            return middle - d - 1
     return -1
 
 
@@ -507,10 +530,11 @@ cdef Py_ssize_t anchor_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, 
 
     The box is cut into ANCHOR_TRIES bands of rows, tried from the middle out, away from
     the strips a move uncovers at the edges; each band's anchor is on its first row with a
-    changed edge, and starts at that edge. Text repeats its letters, so an anchor may
+    changed edge, centred on the edge nearest the middle of the row's changes. Text repeats its letters, so an anchor may
     be found in several places: the copy grows from each of the first ANCHOR_SOURCES and
-    the largest is kept; a wrong source stops growing within a line or two. Two anchors
-    found nowhere mean new content (a video), not a move: the search stops there.
+    the largest is kept; a wrong source stops growing within a line or two. A move leaves
+    two strips that are found nowhere (what it uncovered above or below); a third anchor
+    found nowhere means new content (a video), not a move, and the search stops there.
     """
     cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1], stride = width * 4
     cdef Py_ssize_t h = box[3] - box[1], k, band, i, ax, ay, pixels = 0, area, misses = 0
@@ -534,7 +558,7 @@ cdef Py_ssize_t anchor_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, 
                     break
             if ax < 0:
                 continue
-            ax = min(ax, box[2] - ANCHOR_WIDTH)
+            ax = min(max(ax - ANCHOR_WIDTH // 2, box[0]), box[2] - ANCHOR_WIDTH)
             sources = anchor_sources(c, r, stride, box, ax, ay, dx, dy)
             if sources == 0:
                 misses += 1

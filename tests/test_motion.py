@@ -161,6 +161,19 @@ def test_diagonal_drag_is_one_copy_of_the_window(seed, moves):
         assert copies_of(message) == [(px, py, sprite_w, sprite_h, qx, qy)]
 
 
+def test_diagonal_drag_is_found_beside_a_ticking_counter():
+    """A counter that changes in a corner every frame widens the box of changes far past the
+    window, and puts changes on rows the window does not touch; the drag is still one copy."""
+    rng = np.random.default_rng(5)
+    positions = [(140, 90), (132, 96), (124, 101)]
+    frames = moved_sprite(rng, 240, 320, positions, (60, 96))
+    for frame in frames:
+        frame[:8, :24] = rng.integers(0, 256, (8, 24, 4), dtype=np.uint8)  # tick
+    for ((px, py), (qx, qy)), message in zip(itertools.pairwise(positions), stream(frames),
+                                             strict=True):
+        assert copies_of(message) == [(px, py, 96, 60, qx, qy)]
+
+
 copy_rect = st.tuples(st.integers(0, 39), st.integers(0, 29), st.integers(1, 40),
                       st.integers(1, 30), st.integers(0, 39), st.integers(0, 29))
 
