@@ -530,9 +530,10 @@ cdef Py_ssize_t anchor_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, 
 
     The box is cut into ANCHOR_TRIES bands of rows, tried from the middle out, away from
     the strips a move uncovers at the edges; each band's anchor is on its first row with a
-    changed edge, centred on the edge nearest the middle of the row's changes. Text repeats its letters, so an anchor may
-    be found in several places: the copy grows from each of the first ANCHOR_SOURCES and
-    the largest is kept; a wrong source stops growing within a line or two. A move leaves
+    changed edge, centred on the edge nearest the middle of the row's changes. Text repeats
+    its letters, so an anchor may be found in several places: the copy grows from each of
+    the first ANCHOR_SOURCES and the largest is kept; a wrong source stops growing within a
+    line or two. A move leaves
     two strips that are found nowhere (what it uncovered above or below); a third anchor
     found nowhere means new content (a video), not a move, and the search stops there.
     """
