@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.codec import IMPLEMENTATIONS, CodecError, Mode, Rect
-from engine.frame_format import COPY, FLAG_KEYFRAME, HEADER, VERSION
+from engine.frame_format import COPY, FLAG_KEYFRAME, FLAG_STORED, HEADER, LARGE_PAYLOAD, VERSION
 
 IMPL_NAMES = sorted(IMPLEMENTATIONS)
 HYPOTHESIS = settings(max_examples=60, deadline=None,
@@ -152,6 +152,31 @@ def test_modes_follow_the_content(impl):
     assert_shows(decoder, moved)
 
 
+def test_what_does_not_compress_is_stored(impl):
+    """A large payload of grain travels as it is; one that zstd shrinks is compressed. Either
+    way both implementations send the same bytes and the frame arrives exactly."""
+    encoder_cls, decoder_cls = impl
+    rng = np.random.default_rng(21)
+    height, width = 480, 800  # 1.15 MB of packed pixels: over LARGE_PAYLOAD
+    assert 3 * height * width > LARGE_PAYLOAD
+    grain = random_frame(rng, height, width)
+    ramp = np.zeros_like(grain)
+    ramp[..., :3] = (np.arange(width) % 251).astype(np.uint8)[None, :, None]
+    ramp[::7, :, 1] ^= rng.integers(0, 256, (len(range(0, height, 7)), width), np.uint8)
+    twin = IMPLEMENTATIONS[next(n for n in IMPL_NAMES if IMPLEMENTATIONS[n] != impl)][0]()
+    encoder, decoder = encoder_cls(), decoder_cls()
+    for frame, stored in ((grain, True), (ramp, False), (grain, True)):
+        message = encoder.encode(frame)
+        assert message == twin.encode(frame)
+        assert bool(message[1] & FLAG_STORED) == stored
+        if stored:
+            assert len(message) == HEADER.size + HEADER.unpack_from(message)[8]
+        else:
+            assert len(message) < 3 * height * width // 2
+        decoder.decode(message)
+        assert_shows(decoder, frame)
+
+
 def payload_modes(message):
     count, copies = HEADER.unpack_from(message)[5:7]
     payload = pyzstd.decompress(message[HEADER.size:])
@@ -230,17 +255,19 @@ def test_bad_frames_are_refused_by_the_encoder(impl):
 # --- hostile input ----------------------------------------------------------------------------
 
 def build_message(*, width=20, height=10, tile=8, keyframe=False, tiles=(), copies=(),
-                  version=VERSION, flags=None, reserved=0, payload_size=None, payload=None):
+                  version=VERSION, flags=None, reserved=0, payload_size=None, payload=None,
+                  stored=False):
     """A message from explicit parts: tiles are (index, mode, data bytes)."""
     if payload is None:
         payload = b"".join(COPY.pack(*c) for c in copies)
         payload += b"".join(struct.pack("<I", t[0]) for t in tiles)
         payload += bytes(t[1] for t in tiles) + b"".join(t[2] for t in tiles)
-    flags = (FLAG_KEYFRAME if keyframe else 0) if flags is None else flags
+    if flags is None:
+        flags = (FLAG_KEYFRAME if keyframe else 0) | (FLAG_STORED if stored else 0)
     size = len(payload) if payload_size is None else payload_size
     header = HEADER.pack(version, flags, tile, width, height, len(tiles), len(copies),
                          reserved, size)
-    return header + (pyzstd.compress(payload) if payload else b"")
+    return header + (payload if stored or not payload else pyzstd.compress(payload))
 
 
 @pytest.fixture
@@ -286,6 +313,13 @@ BAD_MESSAGES = {
     "payload missing": HEADER.pack(VERSION, 0, 8, 20, 10, 1, 0, 0, 8),
     "junk after an empty message": HEADER.pack(VERSION, 0, 8, 20, 10, 0, 0, 0, 0) + b"x",
     "junk after the payload": build_message(tiles=[(0, Mode.SOLID, b"abc")]) + b"\x00",
+    "stored payload cut short": build_message(tiles=[(0, Mode.SOLID, b"abc")], stored=True)[:-1],
+    "junk after a stored payload": build_message(tiles=[(0, Mode.SOLID, b"abc")],
+                                                 stored=True) + b"\x00",
+    "compressed payload flagged stored": build_message(
+        tiles=[(0, Mode.SOLID, b"abc")], flags=FLAG_STORED),
+    "stored payload of the wrong size": build_message(tiles=[(0, Mode.SOLID, b"abc")],
+                                                      stored=True, payload_size=9),
     # A zstd frame header that claims 4 GiB of content, then one tiny raw block.
     "zstd frame claims 4 GB": HEADER.pack(VERSION, 0, 8, 20, 10, 1, 0, 0, 8)
     + struct.pack("<IB", 0xFD2FB528, 0xE0) + struct.pack("<Q", 2**32)
