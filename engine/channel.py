@@ -1,9 +1,11 @@
-"""The protocol over an asyncio stream: the one piece of I/O glue the sharer and client share.
+"""The protocol over an asyncio transport: the one piece of I/O glue sharer and client share.
 
-`Channel` feeds a sans-I/O `Connection` from a `StreamReader` and writes what it returns.
-Whatever ends a connection (the peer's Bye or Error, a protocol error, a lost connection, a
-timeout) surfaces as one exception, `SessionError`, whose `reason` is a sentence for people
-and whose `code` a program can act on.
+`Link` is the transport's protocol object: TLS decrypts straight into the buffers a sans-I/O
+`Connection` offers (asyncio's `BufferedProtocol`), so a frame of several megabytes is not
+copied through stream buffers on its way in, and writes wait while the transport's buffer is
+full. `Channel` speaks the protocol over a link. Whatever ends a connection (the peer's Bye or
+Error, a protocol error, a lost connection, a timeout) surfaces as one exception,
+`SessionError`, whose `reason` is a sentence for people and whose `code` a program can act on.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from engine.protocol import (
@@ -29,15 +31,13 @@ from engine.protocol import (
     State,
 )
 
-__all__ = ["STREAM_LIMIT", "Channel", "Session", "SessionError", "first_to_finish"]
+__all__ = ["Channel", "Link", "Session", "SessionError", "first_to_finish"]
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 256 * 1024
-# How much a stream buffers before it stops reading the socket. A whole-screen frame is
-# megabytes: at asyncio's default of 64 KiB the transport pauses and resumes many times a
-# frame, each time through the selector.
-STREAM_LIMIT = 4 * 1024 * 1024
+# Bytes of small messages a link holds, unread, before it stops reading the socket (a large
+# message has its own buffer, allocated once within the protocol's cap).
+READ_LIMIT = 4 * 1024 * 1024
 # How long a polite close may wait for the peer to take its Bye.
 CLOSE_TIMEOUT = 2.0
 
@@ -53,26 +53,117 @@ class SessionError(Exception):
         self.code = code
 
 
-class Channel:
-    """One protocol connection over one asyncio stream."""
+class Link(asyncio.BufferedProtocol):
+    """One transport's protocol object: bytes in, into the connection; flow control out.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 role: Role) -> None:
+    `on_connected` is called with the link once the transport is up (after the TLS
+    handshake): a server starts serving the connection there.
+    """
+
+    def __init__(self, role: Role,
+                 on_connected: Callable[[Link], object] | None = None) -> None:
         self.connection = Connection(role)
-        self._reader = reader
-        self._writer = writer
-        peer = writer.get_extra_info("peername")
+        self.transport: asyncio.Transport | None = None
+        self._on_connected = on_connected
+        self._arrived = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._lost = asyncio.get_running_loop().create_future()
+        self._paused = False
+        self._ended = False
+        self.error: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self._on_connected is not None:
+            self._on_connected(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._ended:
+            # TLS asks for room before it finds the stream's end, and may ask again after.
+            return memoryview(bytearray(max(1, min(sizehint, 65536))))
+        return self.connection.receive_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._ended:
+            return
+        self.connection.received(nbytes)
+        self._arrived.set()
+        if self.connection.buffered > READ_LIMIT and self.transport is not None:
+            # The reader is behind: let TCP push back instead of buffering without end.
+            self.transport.pause_reading()
+            self._paused = True
+
+    def eof_received(self) -> bool:
+        self._end()
+        return False  # close the transport: a half-open connection is of no use
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.debug("connection lost: %s", exc)
+        self.error = exc
+        self._end()
+        self._writable.set()
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.connection.receive_data(b"")
+        self._arrived.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    async def more(self) -> None:
+        """Until more bytes, or the end of the stream, arrive."""
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        self._arrived.clear()
+        await self._arrived.wait()
+
+    async def drain(self) -> None:
+        """Until the transport takes more; OSError once the connection is lost."""
+        await self._writable.wait()
+        if self._lost.done():
+            raise ConnectionResetError(str(self.error or "the connection is closed"))
+
+    async def closed(self) -> None:
+        await asyncio.shield(self._lost)
+
+
+class Channel:
+    """One protocol connection over one link."""
+
+    def __init__(self, link: Link) -> None:
+        assert link.transport is not None, "a channel needs a connected link"
+        self.connection = link.connection
+        self._link = link
+        self._transport = link.transport
+        peer = self._transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unknown peer"
 
     @property
     def state(self) -> State:
         return self.connection.state
 
+    @property
+    def transport(self) -> asyncio.Transport:
+        return self._transport
+
     async def send(self, message: Message) -> None:
         data = self.connection.send(message)
         try:
-            self._writer.write(data)
-            await self._writer.drain()
+            if self._transport.is_closing():
+                raise ConnectionResetError("the connection is closed")
+            self._transport.write(data)
+            await self._link.drain()
         except OSError as exc:  # ConnectionError and ssl.SSLError included
             raise SessionError(f"the connection was lost ({exc})", Reason.ENDED) from None
 
@@ -81,8 +172,8 @@ class Channel:
         in order from code that cannot wait (control answers). A lost connection shows at the
         next read."""
         data = self.connection.send(message)
-        if not self._writer.is_closing():
-            self._writer.write(data)
+        if not self._transport.is_closing():
+            self._transport.write(data)
 
     async def receive(self, timeout: float | None = None) -> Message:
         """The peer's next message. Its Bye or Error, and every failure, raise SessionError."""
@@ -111,12 +202,7 @@ class Channel:
                 raise SessionError(f"the other side broke the protocol: {exc}",
                                    exc.code) from None
             if isinstance(event, NeedData):
-                try:
-                    data = await self._reader.read(READ_SIZE)
-                except OSError as exc:  # ConnectionError and ssl.SSLError included
-                    data = b""
-                    log.debug("%s: read failed: %s", self.peer, exc)
-                self.connection.receive_data(data)
+                await self._link.more()
             elif isinstance(event, ConnectionClosed):
                 raise SessionError("the other side closed the connection", Reason.ENDED)
             elif isinstance(event, Bye):
@@ -137,9 +223,9 @@ class Channel:
         if self.state is not State.CLOSED:
             with contextlib.suppress(LocalProtocolError, SessionError):
                 await self.send(Bye(code=code, reason=reason))
-        self._writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), CLOSE_TIMEOUT)
+        self._transport.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._link.closed(), CLOSE_TIMEOUT)
 
 
 class Session:

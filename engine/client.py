@@ -23,7 +23,7 @@ from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
-from engine.channel import STREAM_LIMIT, Channel, Session, SessionError, first_to_finish
+from engine.channel import Channel, Link, Session, SessionError, first_to_finish
 from engine.codec import CodecError, Decoder, Rect
 from engine.identity import client_context, fingerprint
 from engine.protocol import (
@@ -121,10 +121,10 @@ class Client:
         impostors: list[Address] = []
         for address in self.ticket.addresses:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(address.host, address.port, ssl=context,
-                                            ssl_handshake_timeout=self.connect_timeout,
-                                            limit=STREAM_LIMIT),
+                transport, link = await asyncio.wait_for(
+                    asyncio.get_running_loop().create_connection(
+                        lambda: Link(Role.VIEWER), address.host, address.port, ssl=context,
+                        ssl_handshake_timeout=self.connect_timeout),
                     self.connect_timeout)
             except ssl.SSLError as exc:
                 problems.append(f"{address} does not speak TLS 1.3 ({exc.reason or exc})")
@@ -132,14 +132,14 @@ class Client:
             except (OSError, asyncio.TimeoutError) as exc:
                 problems.append(f"{address}: {_describe(exc)}")
                 continue
-            certificate = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            certificate = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
             if certificate is None or fingerprint(certificate) != self.ticket.fingerprint:
                 impostors.append(address)
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
+                transport.close()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(link.closed(), self.connect_timeout)
                 continue
-            return Channel(reader, writer, Role.VIEWER)
+            return Channel(link)
         if impostors:
             raise SessionError(
                 f"the computer at {', '.join(map(str, impostors))} is not the one that made "

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.capture import CaptureError, FrameSource
-from engine.channel import STREAM_LIMIT, Channel, Session, SessionError, first_to_finish
+from engine.channel import Channel, Link, Session, SessionError, first_to_finish
 from engine.handover import Handover, HandoverListener
 from engine.identity import Identity
 from engine.invitations import InvitationRefused, InvitationStore
@@ -159,9 +159,9 @@ class Sharer:
     async def start(self, host: str | Sequence[str] | None = None,
                     port: int = DEFAULT_PORT) -> None:
         """Listen (on every interface when `host` is None) and serve in the background."""
-        self._server = await asyncio.start_server(
-            self._accept, host, port, ssl=self.identity.server_context(),
-            ssl_handshake_timeout=self.handshake_timeout, limit=STREAM_LIMIT)
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: Link(Role.SHARER, on_connected=self._connected), host, port,
+            ssl=self.identity.server_context(), ssl_handshake_timeout=self.handshake_timeout)
 
     @property
     def port(self) -> int:
@@ -191,13 +191,13 @@ class Sharer:
         if self._capture is not None:
             await self._capture.close()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # asyncio runs this as one task per connection (after the TLS handshake succeeded).
-        task = asyncio.current_task()
-        assert task is not None
+    def _connected(self, link: Link) -> None:
+        """A connection came in and its TLS handshake succeeded: serve it in a task."""
+        task = asyncio.ensure_future(self._accept(Channel(link)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        channel = Channel(reader, writer, Role.SHARER)
+
+    async def _accept(self, channel: Channel) -> None:
         # What the expert is told when the connection ends, unless something says otherwise.
         code, reason = Reason.ENDED, f"{self.name} stopped sharing"
         try:

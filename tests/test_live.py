@@ -254,7 +254,7 @@ def test_garbage_after_authentication_ends_that_session_only(xvfb, store, identi
         novice = Novice()
         async with sharing(xvfb, store, identity, novice) as (sharer, ticket):
             session = await Client(ticket, password="pw", name="Bob").connect()
-            session.channel._writer.write(b"\xff\xff\xff\x7f" + b"garbage" * 10)
+            session.channel.transport.write(b"\xff\xff\xff\x7f" + b"garbage" * 10)
             with pytest.raises(SessionError) as error:
                 while True:
                     await session.next_message()

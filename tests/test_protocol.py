@@ -156,6 +156,47 @@ def test_messages_survive_any_split(cuts):
     assert got == sent
 
 
+LARGE_FRAMES = [Frame(seq=n, data=bytes([n]) * size)
+                for n, size in enumerate([300_000, 70_000, 10, 1_000_000, 65_536], 1)]
+
+
+@given(fills=st.lists(st.integers(1, 400_000), min_size=1, max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_large_messages_arrive_whole_through_the_buffer_interface(fills):
+    """Bytes written where `receive_buffer` says, in any amounts, make the same messages;
+    a large one is read straight into its own buffer of exactly its size."""
+    conns = in_state(State.SESSION)
+    stream = memoryview(b"".join(conns[SHARER].send(m) for m in LARGE_FRAMES))
+    viewer = conns[VIEWER]
+    got: list[Any] = []
+    sizes = itertools.cycle(fills)
+    while stream:
+        room = viewer.receive_buffer()
+        assert len(room) >= 1
+        count = min(len(room), len(stream), next(sizes))
+        room[:count] = stream[:count]
+        viewer.received(count)
+        stream = stream[count:]
+        got += events(viewer)
+    assert got == LARGE_FRAMES
+
+
+def test_a_large_message_gets_a_buffer_of_its_size_only_within_the_cap():
+    conns = in_state(State.SESSION)
+    data = conns[SHARER].send(LARGE_FRAMES[3])
+    viewer = conns[VIEWER]
+    viewer.receive_data(data[:1000])
+    assert len(viewer.receive_buffer()) == len(data) - 1000
+    viewer.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="1000 bytes of it arrived"):
+        viewer.next_event()
+    hostile = in_state(State.SESSION)[VIEWER]
+    hostile.receive_data(struct.pack("<I", wire.MAX_MESSAGE_SIZE + 1) + b"\x01")
+    assert len(hostile.receive_buffer()) < wire.MAX_MESSAGE_SIZE
+    with pytest.raises(RemoteProtocolError, match="limit"):
+        hostile.next_event()
+
+
 def test_several_messages_in_one_chunk():
     conns = in_state(State.SESSION)
     data = b"".join(conns[SHARER].send(m) for _, m in SESSION if _ is SHARER)

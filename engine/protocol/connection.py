@@ -7,6 +7,11 @@ The caller moves the bytes::
     conn.receive_data(sock.recv(65536))      # b"" once the peer has closed
     event = conn.next_event()                # a message, NEED_DATA or ConnectionClosed
 
+A transport that can read into a buffer it is given (asyncio's `BufferedProtocol`) asks
+`receive_buffer` where to put the next bytes and tells `received` how many came: a large
+message then arrives straight in a buffer of its own, allocated once at its announced size,
+instead of being copied through a growing one (a changing screen sends megabytes a frame).
+
 Every message sent or received moves the state machine of `engine.protocol.state`; a move it
 does not allow raises LocalProtocolError (we sent it) or RemoteProtocolError (the peer did).
 """
@@ -21,6 +26,11 @@ from engine.protocol.messages import PROTOCOL_VERSION, Bye, Error, Hello, Messag
 from engine.protocol.state import State, next_state
 
 __all__ = ["NEED_DATA", "Connection", "ConnectionClosed", "Event", "NeedData"]
+
+# A message announced at least this long, and not yet all here, gets a buffer of its own.
+LARGE_MESSAGE = 64 * 1024
+# The room `receive_buffer` offers for everything else.
+ROOM_SIZE = 256 * 1024
 
 
 class NeedData:
@@ -57,6 +67,11 @@ class Connection:
         self.max_handshake_message_size = max_handshake_message_size
         self._state = State.HELLO
         self._buffer = bytearray()
+        self._room = bytearray(ROOM_SIZE)
+        # The large message being received (length prefix included), and how much has come.
+        self._large: bytearray | None = None
+        self._large_filled = 0
+        self._into_large = False
         self._eof = False
         self._we_closed = False
         self._remote_error: RemoteProtocolError | None = None
@@ -64,6 +79,11 @@ class Connection:
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet taken as messages, besides a large message's own."""
+        return len(self._buffer)
 
     def send(self, message: Message) -> bytes:
         """The bytes that carry `message`; the state moves only if it may be sent now."""
@@ -79,10 +99,62 @@ class Connection:
         """Bytes from the peer, in order; b"" means it closed its side."""
         if self._eof:
             raise LocalProtocolError("receive_data() after the end of the stream")
-        if data:
-            self._buffer += data
-        else:
+        if not data:
             self._eof = True
+            return
+        view = memoryview(data)
+        while view:
+            if self._large_missing():
+                assert self._large is not None
+                count = min(len(view), len(self._large) - self._large_filled)
+                self._large[self._large_filled:self._large_filled + count] = view[:count]
+                self._large_filled += count
+            else:
+                count = len(view)
+                self._buffer += view
+                self._begin_large()
+            view = view[count:]
+
+    def receive_buffer(self, size_hint: int = ROOM_SIZE) -> memoryview:
+        """Where the peer's next bytes may be written: at least one byte of room, the rest
+        of a large message when one is arriving. Say how many were written with `received`."""
+        if self._eof:
+            raise LocalProtocolError("receive_buffer() after the end of the stream")
+        self._into_large = self._large_missing()
+        if self._into_large:
+            return memoryview(self._large)[self._large_filled:]  # type: ignore[arg-type]
+        return memoryview(self._room)
+
+    def received(self, count: int) -> None:
+        """`count` bytes were written at the start of the last `receive_buffer`."""
+        if self._into_large:
+            self._large_filled += count
+        else:
+            self._buffer += memoryview(self._room)[:count]
+            self._begin_large()
+
+    def _large_missing(self) -> bool:
+        return self._large is not None and self._large_filled < len(self._large)
+
+    def _cap(self) -> int:
+        """The longest message the peer may send now."""
+        return (self.max_message_size if self._state is State.SESSION
+                else self.max_handshake_message_size)
+
+    def _begin_large(self) -> None:
+        """Move a large message that has begun to arrive into a buffer of its own."""
+        buffer = self._buffer
+        if self._large is not None or self._we_closed or len(buffer) < wire.LENGTH.size:
+            return
+        (length,) = wire.LENGTH.unpack_from(buffer)
+        end = wire.LENGTH.size + length
+        # A length over the cap is refused by next_event before anything is allocated.
+        if not LARGE_MESSAGE <= length <= self._cap() or len(buffer) >= end:
+            return
+        self._large = bytearray(end)
+        self._large[:len(buffer)] = buffer
+        self._large_filled = len(buffer)
+        buffer.clear()
 
     def next_event(self) -> Event:
         """The next whole message from the peer, NEED_DATA, or ConnectionClosed."""
@@ -98,12 +170,18 @@ class Connection:
         if self._we_closed:
             # Whatever the peer sent before it saw our Bye or Error is of no use now.
             self._buffer.clear()
+            self._large = None
             return ConnectionClosed() if self._eof else NEED_DATA
+        large = self._large
+        if large is not None and not self._large_missing():
+            self._large = None
+            message = self._parse(large, len(large))
+            self._begin_large()
+            return message
         buffer = self._buffer
-        if len(buffer) >= wire.LENGTH.size:
+        if large is None and len(buffer) >= wire.LENGTH.size:
             (length,) = wire.LENGTH.unpack_from(buffer)
-            cap = (self.max_message_size if self._state is State.SESSION
-                   else self.max_handshake_message_size)
+            cap = self._cap()
             if not 1 <= length <= cap:
                 raise RemoteProtocolError(
                     f"the peer announced a {length}-byte message in state {self._state.name}; "
@@ -111,25 +189,31 @@ class Connection:
                 )
             end = wire.LENGTH.size + length
             if len(buffer) >= end:
-                # Released by hand: a view kept alive (by a traceback, say) would pin the buffer.
-                body = memoryview(buffer)[wire.HEADER.size:end]
-                try:
-                    message = wire.decode_body(buffer[wire.LENGTH.size], body)
-                finally:
-                    body.release()
+                message = self._parse(buffer, end)
                 del buffer[:end]
-                self._state = next_state(self.their_role, self._state, message,
-                                         RemoteProtocolError)
-                _check_hello(self.their_role, message, RemoteProtocolError)
+                self._begin_large()
                 return message
         if not self._eof:
             return NEED_DATA
-        if buffer:
+        arrived = len(buffer) + (self._large_filled if large is not None else 0)
+        if arrived:
             raise RemoteProtocolError(
                 f"the peer closed the connection in the middle of a message "
-                f"({len(buffer)} bytes of it arrived)"
+                f"({arrived} bytes of it arrived)"
             )
         return ConnectionClosed()
+
+    def _parse(self, data: bytearray, end: int) -> Message:
+        """The message that fills data[:end]; the state moves past it."""
+        # Released by hand: a view kept alive (by a traceback, say) would pin the buffer.
+        body = memoryview(data)[wire.HEADER.size:end]
+        try:
+            message = wire.decode_body(data[wire.LENGTH.size], body)
+        finally:
+            body.release()
+        self._state = next_state(self.their_role, self._state, message, RemoteProtocolError)
+        _check_hello(self.their_role, message, RemoteProtocolError)
+        return message
 
 
 def _check_hello(sender: Role, message: Message, error: type[ProtocolError]) -> None:
