@@ -117,12 +117,15 @@ class Connection:
 
     def receive_buffer(self, size_hint: int = ROOM_SIZE) -> memoryview:
         """Where the peer's next bytes may be written: at least one byte of room, the rest
-        of a large message when one is arriving. Say how many were written with `received`."""
+        of a large message when one is arriving. Say how many were written with `received`.
+        `size_hint`, what the transport has to give, does not change the answer: a large
+        message takes as much as comes, and the room for small ones is ROOM_SIZE."""
         if self._eof:
             raise LocalProtocolError("receive_buffer() after the end of the stream")
-        self._into_large = self._large_missing()
-        if self._into_large:
-            return memoryview(self._large)[self._large_filled:]  # type: ignore[arg-type]
+        large = self._large
+        self._into_large = large is not None and self._large_filled < len(large)
+        if large is not None and self._into_large:
+            return memoryview(large)[self._large_filled:]
         return memoryview(self._room)
 
     def received(self, count: int) -> None:
