@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 from helpers import invitation, run, until
 
-from engine.channel import Session, SessionError
+from engine.channel import READ_LIMIT, Link, Session, SessionError
 from engine.client import Client
 from engine.identity import Identity, IdentityError, client_context
 from engine.invitations import MAX_FAILED_ATTEMPTS, InvitationState, InvitationStore
@@ -38,6 +38,7 @@ from engine.protocol import (
     SessionStart,
     wire,
 )
+from engine.protocol.connection import ROOM_SIZE
 from engine.sharer import ConsentRequest, Sharer, SharerEvents
 from engine.tickets import Ticket, proof
 
@@ -555,3 +556,33 @@ def test_the_sharer_speaks_only_tls_1_3(store, identity):
             viewer.close()
 
     run(scenario())
+
+
+def test_a_peer_that_floods_small_messages_is_held_back_by_tcp():
+    """Bytes nobody reads yet stop being read off the socket past the link's limit, so a peer
+    cannot make this side buffer without end."""
+    async def scenario() -> None:
+        links: list[Link] = []
+        server = await asyncio.get_running_loop().create_server(
+            lambda: Link(Role.SHARER, on_connected=links.append), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        hello = wire.encode(Hello(role=Role.VIEWER, name="B", ticket_id=bytes(16)))
+        flood = asyncio.ensure_future(_write_for_ever(writer, hello * 1000))
+        try:
+            await until(lambda: bool(links) and links[0].connection.buffered > READ_LIMIT)
+            await asyncio.sleep(0.5)  # time enough to take megabytes more, were it reading
+            assert links[0].connection.buffered < READ_LIMIT + 2 * ROOM_SIZE
+            assert not flood.done()  # the writer is blocked: TCP holds the rest
+        finally:
+            flood.cancel()
+            writer.close()
+            server.close()
+
+    run(scenario())
+
+
+async def _write_for_ever(writer: asyncio.StreamWriter, chunk: bytes) -> None:
+    while True:
+        writer.write(chunk)
+        await writer.drain()
