@@ -239,20 +239,21 @@ class ScreenSource:
         assert self._frame is not None
         height, width = self._frame.shape[:2]
         left, top = self._region["left"], self._region["top"]
+        clipped = [[max(0, x0 - left), max(0, y0 - top), min(width, x1 - left),
+                    min(height, y1 - top)] for x0, y0, x1, y1 in self._rectangles]
+        rectangles = [r for r in clipped if r[0] < r[2] and r[1] < r[3]]  # on this monitor
         boxes: list[list[int]] = []
-        for x0, y0, x1, y1 in self._rectangles:
-            box = [max(0, x0 - left), max(0, y0 - top), min(width, x1 - left),
-                   min(height, y1 - top)]
-            if box[0] >= box[2] or box[1] >= box[3]:
-                continue  # off this monitor
+        for box in rectangles:
             # Swallow every box near this one, until none is: a merged box may reach more.
             while near := [b for b in boxes if _near(b, box)]:
                 for b in near:
                     boxes.remove(b)
                 box = _bounding([box, *near])
             boxes.append(box)
-        if len(boxes) > MAX_REGIONS:
-            boxes = [_bounding(boxes)]
+            if len(boxes) > MAX_REGIONS:
+                # Scattered damage: one region around all of it, without merging the rest.
+                boxes = [_bounding(rectangles)]
+                break
         if sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes) > WHOLE_GRAB_SHARE * width * height:
             return None
         return [(b[0], b[1], b[2] - b[0], b[3] - b[1]) for b in boxes]

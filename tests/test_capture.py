@@ -69,10 +69,14 @@ def test_grabs_follow_the_damage_wherever_it_is(xvfb, painter):
             elif kind == 2:  # a scroll: part of the screen moves up, a line appears
                 window.copy_area(gc, window, 100, 120, 600, 400, 100, 100)
                 window.fill_rectangle(gc, 100, 500, 600, 20)
-            else:  # most of the screen, or one pixel
+            else:  # most of the screen, pixels too far apart to merge, or one pixel
                 gc.change(foreground=int(rng.integers(0, 2**24)))
                 if step % 12 == 3:
                     window.fill_rectangle(gc, 0, 0, 1024, 700)
+                elif step % 12 == 7:
+                    x0, y0 = int(rng.integers(0, 700)), int(rng.integers(0, 500))
+                    for n in range(30):
+                        window.fill_rectangle(gc, x0 + 40 * (n % 6), y0 + 40 * (n // 6), 1, 1)
                 else:
                     window.fill_rectangle(gc, int(rng.integers(0, 1024)),
                                           int(rng.integers(0, 768)), 1, 1)
