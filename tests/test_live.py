@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from helpers import free_port, invitation, run, until
 from PIL import Image
+from Xlib import X
+from Xlib import display as xdisplay
 
 from engine.capture import CaptureError, ScreenSource
 from engine.channel import SessionError
@@ -400,3 +402,33 @@ def test_monitors(xvfb):
         assert source.grab(force=True) is not None
     finally:
         source.close()
+
+
+def test_a_5k_screen_that_does_not_compress_reaches_the_expert(store, identity):
+    """Grain over a whole 5120x2880 screen is a 44 MB frame: over the cap of every other
+    message, within a frame's."""
+    async def scenario(big: Xvfb) -> None:
+        async with sharing(big, store, identity, Novice()) as (_, ticket), \
+                watching(ticket) as (viewer, task):
+            await until(lambda: task.done() or shows(viewer, big.display), timeout=30)
+            assert not task.done(), f"the session ended: {task.result().reason}"
+            assert viewer.bytes > 40_000_000
+
+    with Xvfb(5120, 2880) as big:
+        paint_grain(big)
+        run(scenario(big))
+
+
+def paint_grain(server: Xvfb) -> None:
+    """Random pixels over the whole root window, in requests python-xlib can send."""
+    display = xdisplay.Display(server.display)
+    root = display.screen().root
+    gc = root.create_gc()
+    width, height = server.width, server.height
+    rows = 200_000 // (4 * width)
+    rng = np.random.default_rng(5)
+    for y in range(0, height, rows):
+        strip = rng.integers(0, 256, (min(rows, height - y), width, 4), np.uint8)
+        root.put_image(gc, 0, y, width, len(strip), X.ZPixmap, 24, 0, strip.tobytes())
+    display.sync()
+    display.close()

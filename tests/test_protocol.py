@@ -50,6 +50,7 @@ from engine.protocol import (
     State,
     wire,
 )
+from engine.protocol.connection import ROOM_SIZE
 from engine.protocol.state import TRANSITIONS
 
 SHARER, VIEWER = Role.SHARER, Role.VIEWER
@@ -350,11 +351,33 @@ def test_truncation_at_every_byte_is_a_remote_error(message):
             receiver.next_event()
 
 
-def test_oversize_is_refused_from_the_header_alone():
-    conns = in_state(State.SESSION)
-    conns[VIEWER].receive_data(struct.pack("<I", wire.MAX_MESSAGE_SIZE + 1))
+def header(length: int, wire_type: int | None = None) -> bytes:
+    return struct.pack("<I", length) + (b"" if wire_type is None else bytes([wire_type]))
+
+
+@pytest.mark.parametrize("receiver, data", [
+    (VIEWER, header(wire.MAX_FRAME_SIZE + 1)),  # no type allows it: refused before the type
+    (VIEWER, header(wire.MAX_MESSAGE_SIZE + 1, MessageType.CHAT)),
+    (VIEWER, header(wire.MAX_FRAME_SIZE + 1, MessageType.FRAME)),
+    (SHARER, header(wire.MAX_MESSAGE_SIZE + 1)),
+    # Frames come from the sharer only: the viewer cannot use their cap.
+    (SHARER, header(wire.MAX_MESSAGE_SIZE + 1, MessageType.FRAME)),
+])
+def test_oversize_is_refused_from_the_header_alone(receiver, data):
+    conn = in_state(State.SESSION)[receiver]
+    conn.receive_data(data)
+    assert len(conn.receive_buffer()) <= ROOM_SIZE  # nothing allocated for it
     with pytest.raises(RemoteProtocolError, match="limit"):
-        conns[VIEWER].next_event()
+        conn.next_event()
+
+
+def test_a_frame_may_be_larger_than_other_messages():
+    """A whole 5K screen that does not compress is 44 MB: over the cap of other messages."""
+    conns = in_state(State.SESSION)
+    frame = Frame(seq=7, data=bytes(range(256)) * (wire.MAX_MESSAGE_SIZE // 256 + 1))
+    converse(conns, [(SHARER, frame)], chunk=4 << 20)
+    with pytest.raises(LocalProtocolError, match="cap"):
+        conns[VIEWER].send(Chat(sender="B", text="x" * wire.MAX_MESSAGE_SIZE, time=0.0))
 
 
 def test_handshake_messages_have_a_smaller_cap():
@@ -380,7 +403,7 @@ def test_a_zero_length_frame_is_refused():
 def test_sending_more_than_the_cap_is_a_local_error():
     conns = in_state(State.SESSION)
     with pytest.raises(LocalProtocolError, match="cap"):
-        conns[SHARER].send(Frame(seq=1, data=bytes(wire.MAX_MESSAGE_SIZE)))
+        conns[SHARER].send(Frame(seq=1, data=bytes(wire.MAX_FRAME_SIZE)))
 
 
 @given(st.binary(min_size=1, max_size=300))

@@ -22,7 +22,16 @@ from dataclasses import dataclass
 
 from engine.protocol import wire
 from engine.protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from engine.protocol.messages import PROTOCOL_VERSION, Bye, Error, Hello, Message, Reason, Role
+from engine.protocol.messages import (
+    PROTOCOL_VERSION,
+    Bye,
+    Error,
+    Hello,
+    Message,
+    MessageType,
+    Reason,
+    Role,
+)
 from engine.protocol.state import State, next_state
 
 __all__ = ["NEED_DATA", "Connection", "ConnectionClosed", "Event", "NeedData"]
@@ -59,11 +68,13 @@ class Connection:
         role: Role,
         *,
         max_message_size: int = wire.MAX_MESSAGE_SIZE,
+        max_frame_size: int = wire.MAX_FRAME_SIZE,
         max_handshake_message_size: int = wire.MAX_HANDSHAKE_MESSAGE_SIZE,
     ) -> None:
         self.our_role = role
         self.their_role = Role.VIEWER if role is Role.SHARER else Role.SHARER
         self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
         self.max_handshake_message_size = max_handshake_message_size
         self._state = State.HELLO
         self._buffer = bytearray()
@@ -139,20 +150,23 @@ class Connection:
     def _large_missing(self) -> bool:
         return self._large is not None and self._large_filled < len(self._large)
 
-    def _cap(self) -> int:
-        """The longest message the peer may send now."""
-        return (self.max_message_size if self._state is State.SESSION
-                else self.max_handshake_message_size)
+    def _cap(self, wire_type: int) -> int:
+        """The longest message of this type the peer may send now."""
+        if self._state is not State.SESSION:
+            return self.max_handshake_message_size
+        if wire_type == MessageType.FRAME and self.their_role is Role.SHARER:
+            return self.max_frame_size
+        return self.max_message_size
 
     def _begin_large(self) -> None:
         """Move a large message that has begun to arrive into a buffer of its own."""
         buffer = self._buffer
-        if self._large is not None or self._we_closed or len(buffer) < wire.LENGTH.size:
+        if self._large is not None or self._we_closed or len(buffer) < wire.HEADER.size:
             return
-        (length,) = wire.LENGTH.unpack_from(buffer)
+        length, wire_type = wire.HEADER.unpack_from(buffer)
         end = wire.LENGTH.size + length
         # A length over the cap is refused by next_event before anything is allocated.
-        if not LARGE_MESSAGE <= length <= self._cap() or len(buffer) >= end:
+        if not LARGE_MESSAGE <= length <= self._cap(wire_type) or len(buffer) >= end:
             return
         self._large = bytearray(end)
         self._large[:len(buffer)] = buffer
@@ -184,7 +198,10 @@ class Connection:
         buffer = self._buffer
         if large is None and len(buffer) >= wire.LENGTH.size:
             (length,) = wire.LENGTH.unpack_from(buffer)
-            cap = self._cap()
+            # The cap depends on the type; until its byte is here, the largest any type has
+            # now (a frame's), so that a length no type allows is refused at once.
+            cap = self._cap(buffer[wire.LENGTH.size] if len(buffer) > wire.LENGTH.size
+                            else MessageType.FRAME)
             if not 1 <= length <= cap:
                 raise RemoteProtocolError(
                     f"the peer announced a {length}-byte message in state {self._state.name}; "

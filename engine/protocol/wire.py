@@ -34,6 +34,7 @@ from engine.protocol.messages import Message, MessageType
 __all__ = [
     "HEADER",
     "LAYOUTS",
+    "MAX_FRAME_SIZE",
     "MAX_HANDSHAKE_MESSAGE_SIZE",
     "MAX_MESSAGE_SIZE",
     "decode_body",
@@ -43,9 +44,13 @@ __all__ = [
 HEADER = struct.Struct("<IB")
 LENGTH = struct.Struct("<I")
 
-# A 4K keyframe of incompressible pixels is 3840 × 2160 × 3 ≈ 25 MB (engine.frame_format drops
-# the padding byte); the cap leaves room for that and no more, so a hostile length cannot make
-# us buffer much beyond one legitimate frame.
+# A frame carries at most a whole screen of pixels that do not compress, 3 bytes each
+# (engine.frame_format drops the padding byte), for the largest screen the decoder takes,
+# 8192 × 8192 (192 MiB), and its tile tables: two 4K monitors side by side are 50 MB, a 5K
+# screen 44 MB. Only the viewer receives frames, and only once the session has started.
+MAX_FRAME_SIZE = 256 * 1024 * 1024
+# Every other message is small (input, chat, acks, a cursor): this bounds what a hostile
+# length can make either side buffer.
 MAX_MESSAGE_SIZE = 32 * 1024 * 1024
 # Before the session starts the peer is not authenticated yet: nothing it may send then
 # (hello, proof) comes near this, and it bounds what a stranger can make us buffer.
@@ -145,8 +150,9 @@ def encode(message: Message) -> bytes:
     except (ValueError, struct.error, OverflowError) as exc:
         raise LocalProtocolError(f"cannot encode {name}: {exc}") from None
     size = 1 + sum(map(len, parts))
-    if size > MAX_MESSAGE_SIZE:
-        raise LocalProtocolError(f"{name} is {size} bytes, over the cap of {MAX_MESSAGE_SIZE}")
+    cap = MAX_FRAME_SIZE if isinstance(message, m.Frame) else MAX_MESSAGE_SIZE
+    if size > cap:
+        raise LocalProtocolError(f"{name} is {size} bytes, over the cap of {cap}")
     parts[0] = HEADER.pack(size, layout.wire_type)
     return b"".join(parts)
 
