@@ -37,12 +37,8 @@ class CallbackErrors:
         self.messages: list[str] = []
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        error = context.get("exception")
-        # Python 3.11's streams call `exception()` on a connection handler's task even when
-        # it was cancelled (when the sharer closes), which raises CancelledError there.
-        if not isinstance(error, asyncio.CancelledError):
-            self.messages.append(f"{context.get('message')}: {error!r}")
-            loop.stop()
+        self.messages.append(f"{context.get('message')}: {context.get('exception')!r}")
+        loop.stop()
 
 
 @pytest.fixture(scope="session")
