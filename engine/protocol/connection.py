@@ -82,7 +82,6 @@ class Connection:
         # The large message being received (length prefix included), and how much has come.
         self._large: bytearray | None = None
         self._large_filled = 0
-        self._into_large = False
         self._eof = False
         self._we_closed = False
         self._remote_error: RemoteProtocolError | None = None
@@ -115,15 +114,10 @@ class Connection:
             return
         view = memoryview(data)
         while view:
-            if self._large_missing():
-                assert self._large is not None
-                count = min(len(view), len(self._large) - self._large_filled)
-                self._large[self._large_filled:self._large_filled + count] = view[:count]
-                self._large_filled += count
-            else:
-                count = len(view)
-                self._buffer += view
-                self._begin_large()
+            room = self.receive_buffer()
+            count = min(len(room), len(view))
+            room[:count] = view[:count]
+            self.received(count)
             view = view[count:]
 
     def receive_buffer(self, size_hint: int = ROOM_SIZE) -> memoryview:
@@ -134,14 +128,13 @@ class Connection:
         if self._eof:
             raise LocalProtocolError("receive_buffer() after the end of the stream")
         large = self._large
-        self._into_large = large is not None and self._large_filled < len(large)
-        if large is not None and self._into_large:
+        if large is not None and self._large_filled < len(large):
             return memoryview(large)[self._large_filled:]
         return memoryview(self._room)
 
     def received(self, count: int) -> None:
         """`count` bytes were written at the start of the last `receive_buffer`."""
-        if self._into_large:
+        if self._large_missing():  # nothing has changed since: the same answer as there
             self._large_filled += count
         else:
             self._buffer += memoryview(self._room)[:count]
