@@ -44,7 +44,7 @@ from engine.client import Client, Viewer, ViewerEvents
 from engine.codec import Rect
 from engine.streamer import DEFAULT_MAX_FPS
 from engine.tickets import Ticket
-from engine.xvfb import Xvfb
+from engine.xvfb import Xvfb, stop_process
 
 __all__ = ["WORKLOADS", "E2EError", "markdown", "parse_resolution", "plot", "run"]
 
@@ -238,13 +238,7 @@ class Bench:
     def stop_sharer(self) -> None:
         if self.sharer is None:
             return
-        if self.sharer.poll() is None:
-            self.sharer.send_signal(signal.SIGINT)
-            try:
-                self.sharer.wait(10)
-            except subprocess.TimeoutExpired:
-                self.sharer.kill()
-                self.sharer.wait()
+        stop_process(self.sharer, grace=10, how=signal.SIGINT)
         if self.sharer.stdin is not None:
             self.sharer.stdin.close()
 

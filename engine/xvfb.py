@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import signal
 import subprocess
 import time
 from types import TracebackType
@@ -19,10 +20,12 @@ __all__ = ["Xvfb", "XvfbError", "stop_process"]
 START_TIMEOUT = 10.0
 
 
-def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """Ask a child to stop (SIGTERM); after `grace` seconds, make it (SIGKILL)."""
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 5.0,
+                 how: signal.Signals = signal.SIGTERM) -> None:
+    """Ask a child to stop (`how`: SIGTERM, or SIGINT for a program that ends cleanly on
+    Ctrl+C); after `grace` seconds, make it (SIGKILL)."""
     if process.poll() is None:
-        process.terminate()
+        process.send_signal(how)
         try:
             process.wait(grace)
         except subprocess.TimeoutExpired:
