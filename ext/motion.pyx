@@ -93,6 +93,11 @@ cdef int compare_keyed(const void* a, const void* b) noexcept nogil:
     return (p.pos > q.pos) - (p.pos < q.pos)
 
 
+cdef inline bint same_pixel(const uint8_t* p, const uint8_t* q) noexcept nogil:
+    """Whether two pixels have the same colour (the padding byte aside)."""
+    return ((load_pixel(p) ^ load_pixel(q)) & COLOUR) == 0
+
+
 cdef inline Py_ssize_t magnitude(Py_ssize_t v) noexcept nogil:
     return -v if v < 0 else v
 
@@ -404,7 +409,7 @@ cdef bint moved_along(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
             else:
                 p = cur + at * stride + 4 * j
                 q = ref + at * stride + 4 * (j + offset)
-            if (load_pixel(p) ^ load_pixel(q)) & COLOUR:
+            if not same_pixel(p, q):
                 return False
     return True
 
@@ -470,10 +475,6 @@ cdef Py_ssize_t copies_in_box(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, 
         copies.append((left, y0 + rows[k][0] + offset, right - left, rows[k][1], left,
                        y0 + rows[k][0]))
     return pixels
-
-
-cdef inline bint same_pixel(const uint8_t* p, const uint8_t* q) noexcept nogil:
-    return ((load_pixel(p) ^ load_pixel(q)) & COLOUR) == 0
 
 
 cdef bint line_moved(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride, Py_ssize_t x,
@@ -598,9 +599,9 @@ cdef Py_ssize_t anchor_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, 
     changed edge, centred on the edge nearest the middle of the row's changes. Text repeats
     its letters, so an anchor may be found in several places: the copy grows from each of
     the first ANCHOR_SOURCES and the largest is kept; a wrong source stops growing within a
-    line or two. A move leaves
-    two strips that are found nowhere (what it uncovered above or below); a third anchor
-    found nowhere means new content (a video), not a move, and the search stops there.
+    line or two. A move leaves two strips that are found nowhere (what it uncovered above
+    or below); a third anchor found nowhere means new content (a video), not a move, and
+    the search stops there.
     """
     cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1], stride = width * 4
     cdef Py_ssize_t h = box[3] - box[1], k, band, i, ax, ay, pixels = 0, area, misses = 0
