@@ -492,6 +492,20 @@ cdef bint line_moved(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride, 
     return True
 
 
+cdef inline bint may_start_anchor(const uint8_t* row, Py_ssize_t lo, Py_ssize_t hi,
+                                  uint32_t first, uint32_t middle) noexcept nogil:
+    """Whether an anchor whose first and middle pixels are `first` and `middle` may start in
+    `row` at some x in lo..hi-1. Counting, not stopping at the first hit, lets the compiler
+    vectorise it; most rows of new content (a video) hold neither pixel where it must be,
+    and are then not looked at pixel by pixel."""
+    cdef Py_ssize_t x
+    cdef uint32_t hits = 0
+    for x in range(lo, hi):
+        hits += (((load_pixel(row + 4 * x) ^ first) & COLOUR) == 0) & (
+            ((load_pixel(row + 4 * x + 4 * (ANCHOR_WIDTH // 2)) ^ middle) & COLOUR) == 0)
+    return hits != 0
+
+
 cdef int anchor_sources(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
                         const Py_ssize_t* box, Py_ssize_t ax, Py_ssize_t ay, Py_ssize_t* dx,
                         Py_ssize_t* dy) noexcept nogil:
@@ -499,13 +513,18 @@ cdef int anchor_sources(const uint8_t* cur, const uint8_t* ref, Py_ssize_t strid
     anchor's pixels: the first ANCHOR_SOURCES offsets in row-major order into (dx, dy); how
     many. What moved came from inside the box: its old place changed too."""
     cdef Py_ssize_t sx, sy
+    cdef Py_ssize_t lo = max(box[0], ax - ANCHOR_REACH)
+    cdef Py_ssize_t hi = min(box[2] - ANCHOR_WIDTH, ax + ANCHOR_REACH) + 1
     cdef int found = 0
-    cdef uint32_t first = load_pixel(cur + ay * stride + 4 * ax) & COLOUR
+    cdef const uint8_t* anchor = cur + ay * stride + 4 * ax
+    cdef uint32_t first = load_pixel(anchor) & COLOUR
+    cdef uint32_t middle = load_pixel(anchor + 4 * (ANCHOR_WIDTH // 2)) & COLOUR
     cdef const uint8_t* row
     for sy in range(max(box[1], ay - ANCHOR_REACH), min(box[3], ay + ANCHOR_REACH + 1)):
         row = ref + sy * stride
-        for sx in range(max(box[0], ax - ANCHOR_REACH),
-                        min(box[2] - ANCHOR_WIDTH, ax + ANCHOR_REACH) + 1):
+        if not may_start_anchor(row, lo, hi, first, middle):
+            continue
+        for sx in range(lo, hi):
             if (load_pixel(row + 4 * sx) & COLOUR) != first or (sx == ax and sy == ay):
                 continue
             if line_moved(cur, ref, stride, ax, ay, ANCHOR_WIDTH, True, sx - ax, sy - ay):
