@@ -45,7 +45,7 @@ the same copies.
 import numpy as np
 
 from libc.stdint cimport int32_t, uint8_t, uint32_t
-from libc.stdlib cimport free, malloc, qsort
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memmove
 
 from tiles cimport load_pixel
@@ -78,19 +78,6 @@ cdef enum:
     GATE_ROWS = 32
 # Knuth's multiplicative constant: consecutive keys differ in every byte.
 cdef uint32_t GOLDEN = 2654435761u
-
-
-cdef struct Keyed:
-    uint32_t hash
-    Py_ssize_t pos
-
-
-cdef int compare_keyed(const void* a, const void* b) noexcept nogil:
-    cdef const Keyed* p = <const Keyed*>a
-    cdef const Keyed* q = <const Keyed*>b
-    if p.hash != q.hash:
-        return -1 if p.hash < q.hash else 1
-    return (p.pos > q.pos) - (p.pos < q.pos)
 
 
 cdef inline bint same_pixel(const uint8_t* p, const uint8_t* q) noexcept nogil:
@@ -136,63 +123,75 @@ cdef void hash_lines(const uint8_t* frame, Py_ssize_t stride, Py_ssize_t x0, Py_
             y += COLUMN_ROW_STEP
 
 
-cdef bint any_line_elsewhere(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n,
-                             int32_t* table, Py_ssize_t mask) noexcept nogil:
-    """Whether some line's hash is the hash of a different line of the reference.
+cdef struct LineIndex:
+    # An open-addressing table of `mask` + 1 slots (at least twice the lines): per distinct
+    # hash, the first line that has it; -1 marks a free slot.
+    int32_t* table
+    Py_ssize_t mask
+    # Per line: how many lines share its hash if it is the first with it, else 0.
+    int32_t* counts
 
-    The reference's lines go in an open-addressing table (`mask` + 1 slots, at least 2n);
-    the first frame line found there under another line number ends the look, which on
-    text is the first line or two."""
+
+cdef inline Py_ssize_t find_slot(const LineIndex* index, const uint32_t* hashes,
+                                 uint32_t value) noexcept nogil:
+    """The slot of `value` in the index of `hashes`, or the free slot where it would go."""
+    cdef Py_ssize_t slot = (value * GOLDEN) >> 8 & index.mask
+    while index.table[slot] >= 0 and hashes[index.table[slot]] != value:
+        slot = (slot + 1) & index.mask
+    return slot
+
+
+cdef void index_lines(LineIndex* index, const uint32_t* hashes, Py_ssize_t n) noexcept nogil:
+    """Fill the index from the hashes of `n` lines: a pass over them, no sorting."""
     cdef Py_ssize_t i, slot
+    for slot in range(index.mask + 1):
+        index.table[slot] = -1
+    for i in range(n):
+        index.counts[i] = 0
+        slot = find_slot(index, hashes, hashes[i])
+        if index.table[slot] < 0:
+            index.table[slot] = <int32_t>i
+        index.counts[index.table[slot]] += 1
+
+
+cdef inline int32_t line_with(const LineIndex* index, const uint32_t* hashes,
+                              uint32_t value) noexcept nogil:
+    """The first line whose hash is `value`, or -1."""
+    return index.table[find_slot(index, hashes, value)]
+
+
+cdef bint any_line_elsewhere(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n,
+                             LineIndex* in_ref) noexcept nogil:
+    """Whether some line's hash is the hash of a different line of the reference. The first
+    frame line found under another line number ends the look, which on text is the first
+    line or two."""
+    cdef Py_ssize_t i
     cdef int32_t j
-    for slot in range(mask + 1):
-        table[slot] = -1
+    index_lines(in_ref, hr, n)
     for i in range(n):
-        slot = (hr[i] * GOLDEN) >> 8 & mask
-        while table[slot] >= 0:
-            slot = (slot + 1) & mask
-        table[slot] = <int32_t>i
-    for i in range(n):
-        slot = (hc[i] * GOLDEN) >> 8 & mask
-        while table[slot] >= 0:
-            j = table[slot]
-            if hr[j] == hc[i] and j != i:
-                return True
-            slot = (slot + 1) & mask
+        j = line_with(in_ref, hr, hc[i])
+        if j >= 0 and (j != i or in_ref.counts[j] > 1):
+            return True
     return False
 
 
 cdef Py_ssize_t best_offset(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n,
-                            Keyed* a, Keyed* b, int32_t* votes) noexcept nogil:
+                            LineIndex* in_cur, LineIndex* in_ref,
+                            int32_t* votes) noexcept nogil:
     """The offset (reference line − frame line) that most uniquely-hashed lines agree on.
 
     Returns 0 when no line votes: offset 0 is never a motion. `votes` has 2n zeroed slots.
     """
-    cdef Py_ssize_t i, j, gi, gj, d, best = 0, best_votes = 0
+    cdef Py_ssize_t i, d, best = 0, best_votes = 0
+    cdef int32_t j
+    index_lines(in_cur, hc, n)
+    index_lines(in_ref, hr, n)
     for i in range(n):
-        a[i].hash = hc[i]
-        a[i].pos = i
-        b[i].hash = hr[i]
-        b[i].pos = i
-    qsort(a, n, sizeof(Keyed), compare_keyed)
-    qsort(b, n, sizeof(Keyed), compare_keyed)
-    i = j = 0
-    while i < n and j < n:
-        gi = i
-        while gi < n and a[gi].hash == a[i].hash:
-            gi += 1
-        gj = j
-        while gj < n and b[gj].hash == b[j].hash:
-            gj += 1
-        if a[i].hash < b[j].hash:
-            i = gi
-        elif a[i].hash > b[j].hash:
-            j = gj
-        else:
-            if gi - i == 1 and gj - j == 1 and b[j].pos != a[i].pos:
-                votes[b[j].pos - a[i].pos + n] += 1
-            i = gi
-            j = gj
+        if in_cur.counts[i] != 1:
+            continue  # its hash recurs in the frame, or an earlier line has it
+        j = line_with(in_ref, hr, hc[i])
+        if j >= 0 and j != i and in_ref.counts[j] == 1:
+            votes[j - i + n] += 1
     for d in range(-(n - 1), n):
         if votes[d + n] > best_votes or (
                 votes[d + n] == best_votes and best_votes > 0
@@ -298,11 +297,9 @@ cdef struct Scratch:
     uint32_t* keys
     uint32_t* hc
     uint32_t* hr
-    Keyed* a
-    Keyed* b
+    LineIndex in_cur
+    LineIndex in_ref
     int32_t* votes
-    int32_t* table
-    Py_ssize_t table_mask
     Py_ssize_t* starts
     Py_ssize_t* lengths
 
@@ -328,7 +325,7 @@ cdef bint strips_may_match(const uint8_t* cur, const uint8_t* ref, Py_ssize_t st
             strip[3] = strip[1] + GATE_ROWS
     hash_lines(cur, stride, strip[0], strip[1], strip[2], strip[3], by_rows, s.keys, s.hc)
     hash_lines(ref, stride, strip[0], strip[1], strip[2], strip[3], by_rows, s.keys, s.hr)
-    return any_line_elsewhere(s.hc, s.hr, n, s.table, s.table_mask)
+    return any_line_elsewhere(s.hc, s.hr, n, &s.in_ref)
 
 
 cdef Py_ssize_t search(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
@@ -343,7 +340,7 @@ cdef Py_ssize_t search(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride
     hash_lines(ref, stride, box[0], box[1], box[2], box[3], by_rows, s.keys, s.hr)
     for i in range(2 * n):
         s.votes[i] = 0
-    offset[0] = best_offset(s.hc, s.hr, n, s.a, s.b, s.votes)
+    offset[0] = best_offset(s.hc, s.hr, n, &s.in_cur, &s.in_ref, s.votes)
     if offset[0] == 0:
         return 0
     return find_runs(s.hc, s.hr, n, offset[0], min_run, s.starts, s.lengths)
@@ -725,22 +722,24 @@ def find_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref, Py_s
     s.keys = <uint32_t*>malloc(side * sizeof(uint32_t))
     s.hc = <uint32_t*>malloc(side * sizeof(uint32_t))
     s.hr = <uint32_t*>malloc(side * sizeof(uint32_t))
-    s.a = <Keyed*>malloc(side * sizeof(Keyed))
-    s.b = <Keyed*>malloc(side * sizeof(Keyed))
     s.votes = <int32_t*>malloc(2 * side * sizeof(int32_t))
-    s.table_mask = 1
-    while s.table_mask + 1 < 2 * side:
-        s.table_mask = 2 * s.table_mask + 1
-    s.table = <int32_t*>malloc((s.table_mask + 1) * sizeof(int32_t))
+    cdef Py_ssize_t mask = 1
+    while mask + 1 < 2 * side:
+        mask = 2 * mask + 1
+    # One block for both line indexes: two tables, then two count arrays.
+    cdef int32_t* indexes = <int32_t*>malloc(2 * (mask + 1 + side) * sizeof(int32_t))
     s.starts = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
     s.lengths = <Py_ssize_t*>malloc(side * sizeof(Py_ssize_t))
     cdef int32_t* label = <int32_t*>malloc(nty * ntx * sizeof(int32_t))
     cdef Py_ssize_t* stack = <Py_ssize_t*>malloc(nty * ntx * sizeof(Py_ssize_t))
     copies = []
     try:
-        if not (s.keys and s.hc and s.hr and s.a and s.b and s.votes and s.table and s.starts
+        if not (s.keys and s.hc and s.hr and s.votes and indexes and s.starts
                 and s.lengths and label and stack):
             raise MemoryError()
+        s.in_cur.mask = s.in_ref.mask = mask
+        s.in_cur.table, s.in_ref.table = indexes, indexes + mask + 1
+        s.in_cur.counts, s.in_ref.counts = indexes + 2 * (mask + 1), indexes + 2 * (mask + 1) + side
         groups = []
         whole[0], whole[1], whole[2], whole[3] = ntx, nty, 0, 0
         for i in range(nty * ntx):
@@ -767,10 +766,8 @@ def find_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref, Py_s
         free(s.keys)
         free(s.hc)
         free(s.hr)
-        free(s.a)
-        free(s.b)
         free(s.votes)
-        free(s.table)
+        free(indexes)
         free(s.starts)
         free(s.lengths)
         free(label)
