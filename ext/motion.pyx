@@ -68,11 +68,14 @@ cdef enum:
     ANCHOR_MISSES = 3
 # Before whole lines are hashed, a strip across their middle is: GATE_WIDTH pixels of each
 # row, or GATE_ROWS rows (every COLUMN_ROW_STEP-th) of each column. A line that moved whole
-# moved its strip too, so when no strip of the frame is a different line's strip in the
-# reference, nothing can be found and neither frame is read whole. Grain, video and light
-# changes never pass; text, with its blank strips, always does. Measured on the frames of
-# `ra-bench codec`'s workloads (best of 7 per frame): full 0.90 ms a search instead of 3.02,
-# video 0.46 instead of 1.37, and scroll, where it always passes, 0.42 instead of 0.35.
+# moved its strip too, so unless at least `min_run` strips of the frame (the shortest run a
+# copy is made of) are different lines' strips in the reference, nothing can be found and
+# neither frame is read whole. Grain, video and light changes never pass; text, with its
+# blank strips, always does. Measured on the frames of `ra-bench codec`'s workloads (best
+# of 7 per frame): full 0.90 ms a search instead of 3.02, video 0.46 instead of 1.37, and
+# scroll, where it always passes, 0.42 instead of 0.35. A strip's hash sums few pixels, so
+# one chance match is common (on the full workload, one column pair in every frame): that
+# is why one is not enough.
 cdef enum:
     GATE_WIDTH = 32
     GATE_ROWS = 32
@@ -160,18 +163,20 @@ cdef inline int32_t line_with(const LineIndex* index, const uint32_t* hashes,
     return index.table[find_slot(index, hashes, value)]
 
 
-cdef bint any_line_elsewhere(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n,
-                             LineIndex* in_ref) noexcept nogil:
-    """Whether some line's hash is the hash of a different line of the reference. The first
-    frame line found under another line number ends the look, which on text is the first
-    line or two."""
-    cdef Py_ssize_t i
+cdef bint lines_elsewhere(const uint32_t* hc, const uint32_t* hr, Py_ssize_t n,
+                          Py_ssize_t enough, LineIndex* in_ref) noexcept nogil:
+    """Whether at least `enough` lines' hashes are hashes of different lines of the
+    reference. The look ends as soon as that many are found, which on text is within the
+    first few lines."""
+    cdef Py_ssize_t i, found = 0
     cdef int32_t j
     index_lines(in_ref, hr, n)
     for i in range(n):
         j = line_with(in_ref, hr, hc[i])
         if j >= 0 and (j != i or in_ref.counts[j] > 1):
-            return True
+            found += 1
+            if found >= enough:
+                return True
     return False
 
 
@@ -305,9 +310,10 @@ cdef struct Scratch:
 
 
 cdef bint strips_may_match(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
-                           const Py_ssize_t* box, bint by_rows, Scratch* s) noexcept nogil:
-    """Whether some line of the box may have moved whole, judged on the strip across its
-    middle (GATE_WIDTH, GATE_ROWS)."""
+                           const Py_ssize_t* box, bint by_rows, Py_ssize_t min_run,
+                           Scratch* s) noexcept nogil:
+    """Whether `min_run` lines of the box may have moved whole, judged on the strip across
+    their middle (GATE_WIDTH, GATE_ROWS)."""
     cdef Py_ssize_t strip[4]
     cdef Py_ssize_t w = box[2] - box[0], h = box[3] - box[1], n, sampled
     strip[0], strip[1], strip[2], strip[3] = box[0], box[1], box[2], box[3]
@@ -325,7 +331,7 @@ cdef bint strips_may_match(const uint8_t* cur, const uint8_t* ref, Py_ssize_t st
             strip[3] = strip[1] + GATE_ROWS
     hash_lines(cur, stride, strip[0], strip[1], strip[2], strip[3], by_rows, s.keys, s.hc)
     hash_lines(ref, stride, strip[0], strip[1], strip[2], strip[3], by_rows, s.keys, s.hr)
-    return any_line_elsewhere(s.hc, s.hr, n, &s.in_ref)
+    return lines_elsewhere(s.hc, s.hr, n, min_run, &s.in_ref)
 
 
 cdef Py_ssize_t search(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride,
@@ -334,7 +340,7 @@ cdef Py_ssize_t search(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride
     """Hash, vote and find runs in one direction; returns the number of runs."""
     cdef Py_ssize_t i, n = (box[3] - box[1]) if by_rows else (box[2] - box[0])
     offset[0] = 0
-    if not strips_may_match(cur, ref, stride, box, by_rows, s):
+    if not strips_may_match(cur, ref, stride, box, by_rows, min_run, s):
         return 0
     hash_lines(cur, stride, box[0], box[1], box[2], box[3], by_rows, s.keys, s.hc)
     hash_lines(ref, stride, box[0], box[1], box[2], box[3], by_rows, s.keys, s.hr)
