@@ -4,6 +4,8 @@
                     [--view-only] [--name NAME] [--out FILE.rainvite] [--port PORT]
                     [--email ADDRESS ...] [--smtp HOST[:PORT]] [--starttls] [--smtp-user USER]
                     [--smtp-password-file PATH] [--from ADDRESS] [--eml FILE]
+    ra-share resend ID [--port PORT] [--out FILE.rainvite] [--email ADDRESS ...] [--smtp …]
+                    [the other e-mail options of invite]
     ra-share status [--json]
     ra-share expire --all | ra-share expire ID
     ra-share identity
@@ -251,14 +253,7 @@ def make_invitation(args: argparse.Namespace, out: str | None,
         ticket = store.create(name=name, addresses=addresses or candidate_addresses(port),
                               fingerprint=identity.fingerprint, lifetime=lifetime,
                               password=password, permissions=permissions)
-    path = Path(out or f"invitation-{ticket.id_hex[:8]}{EXTENSION}")
-    try:
-        ticket.save(path)
-    except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
-    print(f"Invitation {ticket.id_hex} from {name} saved to {path}; it expires at "
-          f"{describe_time(ticket.expires)} and allows "
-          f"{' and '.join(permission_names(permissions))}.", flush=True)
+    path = save_ticket(ticket, out)
     if password is None:
         print("ra-share: warning: this invitation has no password, so anyone who gets the file "
               "can ask to connect (you are still asked to accept)", file=sys.stderr)
@@ -287,21 +282,60 @@ def novice_defaults() -> tuple[str, int]:
     return invitation_name(bare, defaults), invitation_port(bare, defaults)
 
 
-def cmd_invite(args: argparse.Namespace) -> int:
+def save_ticket(ticket: Ticket, out: str | None) -> Path:
+    """Write the ticket's file to `out` (default: invitation-ID.rainvite here) and say so."""
+    path = Path(out or f"invitation-{ticket.id_hex[:8]}{EXTENSION}")
+    try:
+        ticket.save(path)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"Invitation {ticket.id_hex} from {ticket.name} saved to {path}; it expires at "
+          f"{describe_time(ticket.expires)} and allows "
+          f"{' and '.join(permission_names(ticket.permissions))}.", flush=True)
+    return path
+
+
+def mail_settings(args: argparse.Namespace) -> tuple[SmtpSettings | None, str]:
+    """The mail server (None unless --email) and the sender address for the delivery options,
+    checked before anything is made or written."""
     config = load_config()
     smtp = smtp_settings(args, config) if args.email else None
     sender = args.sender or _section(config, "smtp").get("from") or (
         f"{getpass.getuser()}@{socket.getfqdn()}")
+    return smtp, sender
+
+
+def mail_ticket(args: argparse.Namespace, ticket: Ticket, path: Path,
+                smtp: SmtpSettings | None, sender: str) -> None:
+    """Send the ticket's file by e-mail (--email) and write the message (--eml), as asked."""
+    if not (args.email or args.eml):
+        return
+    message = invitation_message(ticket, sender=sender, recipients=args.email or [],
+                                 filename=path.name)
+    if args.eml:
+        write_eml(message, args.eml)
+        print(f"E-mail message written to {args.eml}.")
+    if smtp is not None:
+        send_message(message, smtp)
+        print(f"Sent to {', '.join(args.email)} through {smtp}.")
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    smtp, sender = mail_settings(args)
     ticket, out = make_invitation(args, args.out)
-    if args.email or args.eml:
-        message = invitation_message(ticket, sender=sender, recipients=args.email or [],
-                                     filename=out.name)
-        if args.eml:
-            write_eml(message, args.eml)
-            print(f"E-mail message written to {args.eml}.")
-        if smtp is not None:
-            send_message(message, smtp)
-            print(f"Sent to {', '.join(args.email)} through {smtp}.")
+    mail_ticket(args, ticket, out, smtp, sender)
+    return 0
+
+
+def cmd_resend(args: argparse.Namespace) -> int:
+    """Write an open invitation's file again, and e-mail it, with today's addresses."""
+    smtp, sender = mail_settings(args)
+    port = invitation_port(args, _section(load_config(), "invite"))
+    fingerprint = Identity.load_or_create().fingerprint
+    with InvitationStore() as store:
+        ticket = store.ticket(store.resolve(args.id), addresses=candidate_addresses(port),
+                              fingerprint=fingerprint)
+    mail_ticket(args, ticket, save_ticket(ticket, args.out), smtp, sender)
     return 0
 
 
@@ -474,8 +508,25 @@ def _invitation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view-only", action="store_true",
                         help="the expert may watch but never ask for control")
     parser.add_argument("--name", help="your name as the expert will see it")
+    _port_option(parser)
+
+
+def _port_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_port_argument, metavar="PORT",
                         help=f"the port ra-share listens on (default {DEFAULT_PORT})")
+
+
+def _delivery_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", metavar="FILE", help=f"where to write the {EXTENSION} file "
+                        f"(default: invitation-ID{EXTENSION} in this directory)")
+    parser.add_argument("--email", nargs="+", metavar="ADDRESS", help="send it by e-mail")
+    parser.add_argument("--smtp", metavar="HOST:PORT", help="the mail server to send through")
+    parser.add_argument("--starttls", action="store_true", help="encrypt with STARTTLS")
+    parser.add_argument("--smtp-user", metavar="USER", help="log in to the mail server")
+    parser.add_argument("--smtp-password-file", metavar="PATH",
+                        help="the mail server password, first line of PATH")
+    parser.add_argument("--from", dest="sender", metavar="ADDRESS", help="the sender address")
+    parser.add_argument("--eml", metavar="FILE", help="write the e-mail to FILE (.eml)")
 
 
 def _monitor_argument(text: str) -> str:
@@ -501,17 +552,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     invite = commands.add_parser("invite", help="make an invitation file (and e-mail it)")
     _invitation_arguments(invite)
-    invite.add_argument("--out", metavar="FILE", help=f"where to write the {EXTENSION} file "
-                        f"(default: invitation-ID{EXTENSION} in this directory)")
-    invite.add_argument("--email", nargs="+", metavar="ADDRESS", help="send it by e-mail")
-    invite.add_argument("--smtp", metavar="HOST:PORT", help="the mail server to send through")
-    invite.add_argument("--starttls", action="store_true", help="encrypt with STARTTLS")
-    invite.add_argument("--smtp-user", metavar="USER", help="log in to the mail server")
-    invite.add_argument("--smtp-password-file", metavar="PATH",
-                        help="the mail server password, first line of PATH")
-    invite.add_argument("--from", dest="sender", metavar="ADDRESS", help="the sender address")
-    invite.add_argument("--eml", metavar="FILE", help="write the e-mail to FILE (.eml)")
+    _delivery_arguments(invite)
     invite.set_defaults(run=cmd_invite)
+
+    resend = commands.add_parser("resend", help="write an open invitation's file again (and "
+                                 "e-mail it), with this computer's addresses as of now")
+    resend.add_argument("id", metavar="ID", help="the invitation (or its first digits)")
+    _port_option(resend)
+    _delivery_arguments(resend)
+    resend.set_defaults(run=cmd_resend)
 
     serve = commands.add_parser("serve", help="share this screen with the expert an invitation "
                                 "names (makes the invitation unless --invitation)")

@@ -7,9 +7,11 @@ wrong password is counted exactly once and an invitation ended in one process is
 next proof another process checks.
 
 Each row keeps the scrypt output for the invitation's password (the verifier: the key of the
-proof HMAC), never the password. States: open, revoked (ended by the novice, ``ra-share
-expire``), locked (after `MAX_FAILED_ATTEMPTS` wrong proofs); "expired" is not stored but read
-off the clock, which is injectable for tests.
+proof HMAC), never the password, and scrypt's parameters and salt, which the ticket file
+carries too: with them an open invitation's file can be written or e-mailed again (`ticket`).
+States: open, revoked (ended by the novice, ``ra-share expire``), locked (after
+`MAX_FAILED_ATTEMPTS` wrong proofs); "expired" is not stored but read off the clock, which is
+injectable for tests.
 """
 
 from __future__ import annotations
@@ -68,9 +70,16 @@ CREATE TABLE IF NOT EXISTS invitations (
     permissions     INTEGER NOT NULL,   -- Permission flags
     failed_attempts INTEGER NOT NULL DEFAULT 0,
     state           TEXT NOT NULL CHECK (state IN ('open', 'revoked', 'locked')),
-    ended           REAL                -- when it was revoked or locked
+    ended           REAL,               -- when it was revoked or locked
+    scrypt_n        INTEGER,            -- the ticket's scrypt parameters and salt; NULL in
+    scrypt_r        INTEGER,            -- rows made before they were kept
+    scrypt_p        INTEGER,
+    salt            BLOB
 )
 """
+# Columns added since the first version of the table, for stores made before them.
+_ADDED_COLUMNS = {"scrypt_n": "INTEGER", "scrypt_r": "INTEGER", "scrypt_p": "INTEGER",
+                  "salt": "BLOB"}
 
 
 def utc_now() -> datetime:
@@ -147,6 +156,10 @@ class InvitationStore:
             raise StoreError(f"cannot open the invitation store {self.path}: {exc}") from None
         with self._transaction() as db:
             db.execute(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(invitations)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE invitations ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -222,10 +235,34 @@ class InvitationStore:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO invitations (id, name, created, expires, verifier, password,"
-                " permissions, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
+                " permissions, state, scrypt_n, scrypt_r, scrypt_p, salt)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
                 (ticket.id_hex, name, now.timestamp(), expires.timestamp(), verifier,
-                 int(ticket.password), int(ticket.permissions)))
+                 int(ticket.password), int(ticket.permissions), params.n, params.r, params.p,
+                 params.salt))
         return ticket
+
+    def ticket(self, ticket_id: bytes, *, addresses: Sequence[Address],
+               fingerprint: str) -> Ticket:
+        """The ticket of an open invitation, to write or e-mail its file again: as made, but
+        with the addresses and fingerprint given, which are this computer's as of now."""
+        with self._transaction() as db:
+            invitation = self._row(db, ticket_id)
+            kdf = db.execute("SELECT scrypt_n, scrypt_r, scrypt_p, salt FROM invitations"
+                             " WHERE id = ?", (ticket_id.hex(),)).fetchone()
+        if invitation is None:
+            raise StoreError(f"there is no invitation {ticket_id.hex()}")
+        if invitation.state is not InvitationState.OPEN:
+            raise StoreError(f"invitation {invitation.id_hex[:8]} is {invitation.state.value}, "
+                             "so its file would let nobody in; make a new one")
+        n, r, p, salt = kdf
+        if salt is None:
+            raise StoreError(f"invitation {invitation.id_hex[:8]} was made by an older version "
+                             "that did not keep what its file needs; make a new one")
+        return Ticket(
+            id=ticket_id, name=invitation.name, addresses=tuple(addresses),
+            fingerprint=fingerprint, expires=invitation.expires, password=invitation.password,
+            kdf=Scrypt(n=n, r=r, p=p, salt=bytes(salt)), permissions=invitation.permissions)
 
     def invitations(self) -> list[Invitation]:
         """Every invitation, newest first."""

@@ -238,6 +238,37 @@ def test_an_invitation_from_the_command_line_lets_the_expert_in(home: Path):
     assert asyncio.run(asyncio.wait_for(scenario(), 60)) == "Alice"
 
 
+def test_resend_writes_and_mails_an_open_invitation_again(home: Path, smtp_server):
+    controller, mailbox = smtp_server
+    (home / "secret").write_text("open sesame\n")
+    ok(ra_share(home, "invite", "--password-file", "secret", "--name", "Alice", "--port", "6123",
+                "--view-only", "--out", "first.rainvite"))
+    first = Ticket.load(home / "first.rainvite")
+    (home / "first.rainvite").unlink()  # lost: the expert never got it
+
+    shown = ok(ra_share(home, "resend", first.id_hex[:8], "--port", "6124", "--out",
+                        "again.rainvite", "--email", "bob@example.org", "--smtp",
+                        f"127.0.0.1:{controller.port}", "--from", "alice@example.org"))
+    assert f"Invitation {first.id_hex} from Alice saved to again.rainvite" in shown
+    assert "Sent to bob@example.org" in shown
+    again = Ticket.load(home / "again.rainvite")
+    assert again.addresses[-1] == Address(host="127.0.0.1", port=6124)
+    assert again == Ticket.from_json(first.to_json().replace('"port": 6123', '"port": 6124'))
+    ((_, recipients, message),) = mailbox.messages
+    assert recipients == ["bob@example.org"]
+    assert attachment(message)[2] == (home / "again.rainvite").read_bytes()
+    nonce = b"n" * 32
+    with InvitationStore() as store:
+        key = again.kdf.derive("open sesame")
+        assert store.verify(again.id, nonce, proof(key, nonce, again.id)).id == first.id
+
+    ok(ra_share(home, "expire", first.id_hex))
+    error = one_line_error(ra_share(home, "resend", first.id_hex, "--out", "late.rainvite"))
+    assert "is revoked, so its file would let nobody in; make a new one" in error
+    assert not (home / "late.rainvite").exists()
+    assert "no invitation with an id starting" in one_line_error(ra_share(home, "resend", "zz"))
+
+
 def test_password_prompt_on_a_terminal(home: Path):
     """The password typed twice at a terminal (a pty here; no controlling tty to steal)."""
     master, slave = os.openpty()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from helpers import FakeClock, Mailbox, attachment
+from helpers import CHEAP_KDF, FakeClock, Mailbox, attachment
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QLineEdit, QMessageBox, QPushButton
 from pytestqt.qtbot import QtBot
@@ -20,6 +20,7 @@ from viewer_support import _session_loop, dialog, qt_loop, run_scenario, until  
 from engine.client import Client
 from engine.identity import Identity
 from engine.invitations import InvitationState, InvitationStore
+from engine.netaddr import candidate_addresses
 from engine.protocol import Permission, Reason
 from engine.sharer import Sharer
 from engine.tickets import MIME_TYPE, Address, Ticket
@@ -116,6 +117,28 @@ def test_save_as_file(panel: NovicePanel, tmp_path: Path) -> None:
     assert Ticket.load(tmp_path / "for-bob.rainvite") == ticket
     assert not panel.save_invitation(ticket.id, tmp_path / "missing" / "x.rainvite")
     assert "choose another folder" in panel.message.text()
+
+
+def test_an_invitation_made_elsewhere_is_saved_again(panel: NovicePanel, store: InvitationStore,
+                                                    tmp_path: Path) -> None:
+    """One made by `ra-share invite` or an earlier window: its file is made afresh, with this
+    computer's addresses as of now."""
+    ticket = store.create(name="Alice", addresses=(Address(host="192.0.2.9", port=5950),),
+                          fingerprint=panel.identity.fingerprint, lifetime=timedelta(hours=1),
+                          password="sesame", kdf=CHEAP_KDF)
+    panel.refresh()
+    panel.select(ticket.id)
+    assert panel.save_button.isEnabled() and panel.email_button.isEnabled()
+    assert panel.save_invitation(ticket.id, tmp_path / "again.rainvite")
+    assert "and, separately, the password" in panel.message.text()
+    assert Ticket.load(tmp_path / "again.rainvite") == replace(
+        ticket, addresses=tuple(candidate_addresses(panel.port)))
+
+    panel.expire_selected()
+    assert not panel.save_button.isEnabled() and not panel.email_button.isEnabled()
+    assert not panel.save_invitation(ticket.id, tmp_path / "late.rainvite")
+    assert "so its file would let nobody in" in panel.message.text()
+    assert not (tmp_path / "late.rainvite").exists()
 
 
 def test_send_by_email(qtbot: QtBot, panel: NovicePanel, loop: asyncio.AbstractEventLoop,

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import stat
 import unicodedata
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ from engine.tickets import (
 FINGERPRINT = "ab" * 32
 LOOPBACK = (Address(host="127.0.0.1", port=5950),)
 NONCE = b"\x07" * 32
+# The table as its first version made it, before scrypt's parameters and salt were kept.
+INVITATIONS_V1 = """
+CREATE TABLE invitations (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL,
+    verifier BLOB NOT NULL, password INTEGER NOT NULL, permissions INTEGER NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL CHECK (state IN ('open', 'revoked', 'locked')), ended REAL
+)
+"""
 
 
 def make_ticket(**changes: Any) -> Ticket:
@@ -387,6 +397,50 @@ def test_resolve_an_id_prefix(store: InvitationStore):
     digit = next(d for d in "0123456789abcdef" if sum(i.startswith(d) for i in ids) >= 2)
     with pytest.raises(StoreError, match=r"\d+ invitations with an id starting"):
         store.resolve(digit)
+
+
+def test_an_open_invitation_gives_its_file_again(store: InvitationStore, clock: FakeClock):
+    ticket = invite(store, permissions=Permission.VIEW)
+    moved = (Address(host="192.0.2.7", port=6000),)
+    again = store.ticket(ticket.id, addresses=moved, fingerprint="cd" * 32)
+    assert again == replace(ticket, addresses=moved, fingerprint="cd" * 32)
+    # The expert who holds the new file proves the same password to the same store.
+    assert store.verify(again.id, NONCE, answer(again, "pw")).id == ticket.id
+    assert refused(store, again, "wrong").code is Reason.WRONG_PASSWORD
+
+    store.expire(ticket.id)
+    with pytest.raises(StoreError, match="is revoked, so its file would let nobody in"):
+        store.ticket(ticket.id, addresses=LOOPBACK, fingerprint=FINGERPRINT)
+    late = invite(store)
+    clock.advance(hours=2)
+    with pytest.raises(StoreError, match="is expired"):
+        store.ticket(late.id, addresses=LOOPBACK, fingerprint=FINGERPRINT)
+    with pytest.raises(StoreError, match="there is no invitation"):
+        store.ticket(b"\0" * 16, addresses=LOOPBACK, fingerprint=FINGERPRINT)
+
+
+def test_a_store_from_before_the_kdf_was_kept(xdg: Path, clock: FakeClock):
+    """A store made by the first version of the table opens, keeps working, and says why an
+    invitation it made cannot give its file again."""
+    path = default_store_path()
+    path.parent.mkdir(parents=True)
+    ticket = make_ticket(kdf=CHEAP_KDF.with_new_salt(),
+                         expires=clock.now.replace(microsecond=0) + timedelta(hours=1))
+    with sqlite3.connect(path) as db:
+        db.execute(INVITATIONS_V1)
+        db.execute("INSERT INTO invitations (id, name, created, expires, verifier, password,"
+                   " permissions, state) VALUES (?, 'Alice', ?, ?, ?, 1, 3, 'open')",
+                   (ticket.id_hex, clock.now.timestamp(), ticket.expires.timestamp(),
+                    ticket.kdf.derive("pw")))
+    db.close()
+    with InvitationStore(clock=clock) as store:
+        (old,) = store.invitations()
+        assert old.state is InvitationState.OPEN
+        assert store.verify(ticket.id, NONCE, answer(ticket, "pw")).id == ticket.id
+        with pytest.raises(StoreError, match="made by an older version"):
+            store.ticket(ticket.id, addresses=LOOPBACK, fingerprint=FINGERPRINT)
+        new = invite(store)
+        assert store.ticket(new.id, addresses=LOOPBACK, fingerprint=FINGERPRINT) == new
 
 
 def test_a_damaged_store_is_a_sentence(xdg: Path):

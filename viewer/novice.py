@@ -192,8 +192,6 @@ class NovicePanel(QMainWindow):
         self.port = port
         self.sharer: Sharer | None = None
         self.events = PanelEvents(self)
-        # Tickets made in this window: the store keeps no file (nor its salt), only the verifier.
-        self.tickets: dict[bytes, Ticket] = {}
         self.expert: str | None = None
         self.controlled = False
         self._pending: set[asyncio.Task[None]] = set()
@@ -324,7 +322,6 @@ class NovicePanel(QMainWindow):
         except (cli.CliError, StoreError) as exc:
             self.show_message(str(exc), error=True)
             return None
-        self.tickets[ticket.id] = ticket
         self.password.clear()
         self.password_again.clear()
         self.refresh()
@@ -391,12 +388,8 @@ class NovicePanel(QMainWindow):
         ticket_id = self.selected()
         state = self.table.item(self.table.currentRow(), 1) if ticket_id is not None else None
         is_open = state is not None and state.text() == InvitationState.OPEN.value
-        kept = ticket_id in self.tickets
-        for action in (self.save_button, self.email_button):
-            action.setEnabled(kept and is_open)
-            action.setToolTip("" if kept else "Only invitations made in this window can be "
-                              "saved or sent: make a new one")
-        self.expire_button.setEnabled(is_open)
+        for action in (self.save_button, self.email_button, self.expire_button):
+            action.setEnabled(is_open)
 
     def expire_selected(self) -> None:
         ticket_id = self.selected()
@@ -420,8 +413,20 @@ class NovicePanel(QMainWindow):
         self.refresh()
         self.show_message(f"Ended {count} open invitation{'s' if count != 1 else ''}.")
 
+    def ticket(self, ticket_id: bytes) -> Ticket | None:
+        """The file of an open invitation, made afresh with this computer's addresses as of
+        now: whichever window or command made it. The problem, if any, is shown."""
+        try:
+            return self.store.ticket(ticket_id, addresses=candidate_addresses(self.port),
+                                     fingerprint=self.identity.fingerprint)
+        except StoreError as exc:
+            self.show_message(str(exc), error=True)
+            return None
+
     def save_invitation(self, ticket_id: bytes, path: Path) -> bool:
-        ticket = self.tickets[ticket_id]
+        ticket = self.ticket(ticket_id)
+        if ticket is None:
+            return False
         if path.suffix != EXTENSION:
             path = path.with_name(path.name + EXTENSION)
         try:
@@ -436,9 +441,8 @@ class NovicePanel(QMainWindow):
 
     async def choose_file_and_save(self) -> None:
         ticket_id = self.selected()
-        if ticket_id not in self.tickets:
-            return
-        assert ticket_id is not None
+        if ticket_id is None or self.ticket(ticket_id) is None:
+            return  # not asked where to save a file that cannot be made
         dialog = QFileDialog(self, "Save the invitation",
                              str(Path.home() / f"invitation-{ticket_id.hex()[:8]}{EXTENSION}"),
                              f"Invitations (*{EXTENSION})")
@@ -450,10 +454,9 @@ class NovicePanel(QMainWindow):
 
     async def email_invitation(self) -> None:
         ticket_id = self.selected()
-        if ticket_id not in self.tickets:
+        ticket = None if ticket_id is None else self.ticket(ticket_id)
+        if ticket is None:
             return
-        assert ticket_id is not None
-        ticket = self.tickets[ticket_id]
         dialog = EmailDialog(self, ticket)
         while await ask(dialog) == QDialog.DialogCode.Accepted:
             try:
