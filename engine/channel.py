@@ -158,11 +158,11 @@ class Channel:
         return self._transport
 
     async def send(self, message: Message) -> None:
-        data = self.connection.send(message)
+        parts = self.connection.send_parts(message)
         try:
             if self._transport.is_closing():
                 raise ConnectionResetError("the connection is closed")
-            self._transport.write(data)
+            self._transport.writelines(parts)
             await self._link.drain()
         except OSError as exc:  # ConnectionError and ssl.SSLError included
             raise SessionError(f"the connection was lost ({exc})", Reason.ENDED) from None
@@ -171,9 +171,9 @@ class Channel:
         """Send without waiting for the transport to drain: for small messages that must leave
         in order from code that cannot wait (control answers). A lost connection shows at the
         next read."""
-        data = self.connection.send(message)
+        parts = self.connection.send_parts(message)
         if not self._transport.is_closing():
-            self._transport.write(data)
+            self._transport.writelines(parts)
 
     async def receive(self, timeout: float | None = None) -> Message:
         """The peer's next message. Its Bye or Error, and every failure, raise SessionError."""

@@ -256,6 +256,16 @@ def test_every_message_roundtrips(message):
     assert _decode(wire.encode(message)) == message
 
 
+def test_a_frames_pixels_are_written_apart_and_the_rest_joined():
+    pixels = bytes(range(256)) * (wire.SEPARATE_VALUE // 256)
+    header, body = wire.encode_parts(Frame(seq=7, data=pixels))
+    assert body is pixels  # not copied
+    assert header + body == wire.encode(Frame(seq=7, data=pixels))
+    assert len(header) == 13
+    assert wire.encode_parts(Frame(seq=7, data=pixels[:-1])) == [
+        wire.encode(Frame(seq=7, data=pixels[:-1]))]
+
+
 def test_hot_messages_are_compact():
     assert len(wire.encode(Frame(seq=1, data=b""))) == 13
     assert len(wire.encode(FrameAck(seq=1))) == 9

@@ -97,13 +97,18 @@ class Connection:
 
     def send(self, message: Message) -> bytes:
         """The bytes that carry `message`; the state moves only if it may be sent now."""
+        return b"".join(self.send_parts(message))
+
+    def send_parts(self, message: Message) -> list[bytes]:
+        """`send`, in pieces to write in order (`wire.encode_parts`): a frame's pixels are
+        not copied next to its header."""
         new = next_state(self.our_role, self._state, message, LocalProtocolError)
         _check_hello(self.our_role, message, LocalProtocolError)
-        data = wire.encode(message)
+        parts = wire.encode_parts(message)
         self._state = new
         if isinstance(message, Bye | Error):
             self._we_closed = True
-        return data
+        return parts
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the peer, in order; b"" means it closed its side."""

@@ -37,8 +37,10 @@ __all__ = [
     "MAX_FRAME_SIZE",
     "MAX_HANDSHAKE_MESSAGE_SIZE",
     "MAX_MESSAGE_SIZE",
+    "SEPARATE_VALUE",
     "decode_body",
     "encode",
+    "encode_parts",
 ]
 
 HEADER = struct.Struct("<IB")
@@ -55,6 +57,8 @@ MAX_MESSAGE_SIZE = 32 * 1024 * 1024
 # Before the session starts the peer is not authenticated yet: nothing it may send then
 # (hello, proof) comes near this, and it bounds what a stranger can make us buffer.
 MAX_HANDSHAKE_MESSAGE_SIZE = 64 * 1024
+# From this size on, a value is written as it is rather than copied next to its header.
+SEPARATE_VALUE = 64 * 1024
 
 # Message class -> (wire type, struct format of its fixed-size fields in declaration order).
 _FORMATS: dict[type[Any], tuple[MessageType, str]] = {
@@ -133,6 +137,14 @@ def _check(kind: type, value: Any) -> Any:
 
 def encode(message: Message) -> bytes:
     """The whole frame for `message`: header, fixed fields, variable fields."""
+    return b"".join(encode_parts(message))
+
+
+def encode_parts(message: Message) -> list[bytes]:
+    """The frame for `message` in pieces to write one after the other: a value of
+    `SEPARATE_VALUE` bytes or more (a frame's pixels) stands alone, not copied into one buffer
+    with the rest (6 MB a full-screen frame); everything else is joined, since each write
+    through TLS makes a record of its own."""
     layout = LAYOUTS.get(type(message))
     if layout is None:
         raise LocalProtocolError(f"{message!r} is not a protocol message")
@@ -154,7 +166,17 @@ def encode(message: Message) -> bytes:
     if size > cap:
         raise LocalProtocolError(f"{name} is {size} bytes, over the cap of {cap}")
     parts[0] = HEADER.pack(size, layout.wire_type)
-    return b"".join(parts)
+    pieces: list[bytes] = []
+    start = 0  # the first part not yet in `pieces`
+    for n, part in enumerate(parts):
+        if len(part) >= SEPARATE_VALUE:
+            if n > start:
+                pieces.append(b"".join(parts[start:n]))
+            pieces.append(part)
+            start = n + 1
+    if start < len(parts):
+        pieces.append(b"".join(parts[start:]))
+    return pieces
 
 
 def decode_body(wire_type: int, body: memoryview) -> Message:
