@@ -99,7 +99,7 @@ class Connection:
         """The bytes that carry `message`; the state moves only if it may be sent now."""
         return b"".join(self.send_parts(message))
 
-    def send_parts(self, message: Message) -> list[bytes]:
+    def send_parts(self, message: Message) -> list[bytes | memoryview]:
         """`send`, in pieces to write in order (`wire.encode_parts`): a frame's pixels are
         not copied next to its header."""
         new = next_state(self.our_role, self._state, message, LocalProtocolError)
@@ -190,7 +190,7 @@ class Connection:
         large = self._large
         if large is not None and not self._large_missing():
             self._large = None
-            message = self._parse(large, len(large))
+            message = self._parse(large, len(large), owned=True)
             self._begin_large()
             return message
         buffer = self._buffer
@@ -221,12 +221,13 @@ class Connection:
             )
         return ConnectionClosed()
 
-    def _parse(self, data: bytearray, end: int) -> Message:
-        """The message that fills data[:end]; the state moves past it."""
+    def _parse(self, data: bytearray, end: int, *, owned: bool = False) -> Message:
+        """The message that fills data[:end]; the state moves past it. `owned`: `data` is
+        the message's own buffer, never written again, so the message may keep views of it."""
         # Released by hand: a view kept alive (by a traceback, say) would pin the buffer.
         body = memoryview(data)[wire.HEADER.size:end]
         try:
-            message = wire.decode_body(data[wire.LENGTH.size], body)
+            message = wire.decode_body(data[wire.LENGTH.size], body, owned=owned)
         finally:
             body.release()
         self._state = next_state(self.their_role, self._state, message, RemoteProtocolError)

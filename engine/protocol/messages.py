@@ -29,6 +29,7 @@ __all__ = [
     "AuthChallenge",
     "AuthProof",
     "AuthResult",
+    "Blob",
     "Buttons",
     "Bye",
     "Chat",
@@ -58,6 +59,9 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+# Bytes that may arrive as a read-only view of the buffer their message was received into,
+# rather than copied out of it (`engine.protocol.wire.LARGE_VALUE`): a frame's pixels.
+Blob = bytes | memoryview
 # 256 bits of server randomness per attempt: a proof can never be replayed on another connection.
 NONCE_SIZE = 32
 
@@ -188,7 +192,7 @@ class Frame:
     """One message of `engine.codec`, opaque here."""
 
     seq: int
-    data: bytes
+    data: Blob
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -33,11 +33,11 @@ from engine.protocol.messages import Message, MessageType
 
 __all__ = [
     "HEADER",
+    "LARGE_VALUE",
     "LAYOUTS",
     "MAX_FRAME_SIZE",
     "MAX_HANDSHAKE_MESSAGE_SIZE",
     "MAX_MESSAGE_SIZE",
-    "SEPARATE_VALUE",
     "decode_body",
     "encode",
     "encode_parts",
@@ -57,8 +57,10 @@ MAX_MESSAGE_SIZE = 32 * 1024 * 1024
 # Before the session starts the peer is not authenticated yet: nothing it may send then
 # (hello, proof) comes near this, and it bounds what a stranger can make us buffer.
 MAX_HANDSHAKE_MESSAGE_SIZE = 64 * 1024
-# From this size on, a value is written as it is rather than copied next to its header.
-SEPARATE_VALUE = 64 * 1024
+# From this size on, a bytes value travels apart from its header: it is written to the
+# transport as it is, and a `Blob` field is received as a view of its message's own buffer.
+# Either way a frame's pixels (6 MB a full 1080p screen) are not copied once more.
+LARGE_VALUE = 64 * 1024
 
 # Message class -> (wire type, struct format of its fixed-size fields in declaration order).
 _FORMATS: dict[type[Any], tuple[MessageType, str]] = {
@@ -88,21 +90,24 @@ _FORMATS: dict[type[Any], tuple[MessageType, str]] = {
 }
 
 
+_VARIABLE = (str, bytes, m.Blob)
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     wire_type: MessageType
     cls: type[Any]
     fixed: struct.Struct
     fixed_fields: tuple[tuple[str, type], ...]
-    # (name, is_text) of the str / bytes fields, after the fixed part
-    variable_fields: tuple[tuple[str, bool], ...]
+    # (name, type: str, bytes or Blob) of the variable fields, after the fixed part
+    variable_fields: tuple[tuple[str, Any], ...]
 
 
 def _layout(cls: type[Any], wire_type: MessageType, fmt: str) -> Layout:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in fields(cls)]
-    fixed = tuple((n, hints[n]) for n in names if hints[n] not in (str, bytes))
-    variable = tuple((n, hints[n] is str) for n in names if hints[n] in (str, bytes))
+    fixed = tuple((n, hints[n]) for n in names if hints[n] not in _VARIABLE)
+    variable = tuple((n, hints[n]) for n in names if hints[n] in _VARIABLE)
     packer = struct.Struct("<" + fmt)
     if len(fmt) != len(fixed):
         raise TypeError(f"{cls.__name__}: format {fmt!r} does not match fields {fixed}")
@@ -140,11 +145,11 @@ def encode(message: Message) -> bytes:
     return b"".join(encode_parts(message))
 
 
-def encode_parts(message: Message) -> list[bytes]:
+def encode_parts(message: Message) -> list[bytes | memoryview]:
     """The frame for `message` in pieces to write one after the other: a value of
-    `SEPARATE_VALUE` bytes or more (a frame's pixels) stands alone, not copied into one buffer
-    with the rest (6 MB a full-screen frame); everything else is joined, since each write
-    through TLS makes a record of its own."""
+    `LARGE_VALUE` bytes or more (a frame's pixels) stands alone, not copied into one buffer
+    with the rest; everything else is joined, since each write through TLS makes a record of
+    its own."""
     layout = LAYOUTS.get(type(message))
     if layout is None:
         raise LocalProtocolError(f"{message!r} is not a protocol message")
@@ -152,12 +157,14 @@ def encode_parts(message: Message) -> list[bytes]:
     try:
         values = [_check(kind, getattr(message, field)) for field, kind in layout.fixed_fields]
         parts = [b"", layout.fixed.pack(*values)]
-        for field, is_text in layout.variable_fields:
+        for field, kind in layout.variable_fields:
             value = getattr(message, field)
-            if isinstance(value, str) and is_text:
+            if kind is str and isinstance(value, str):
                 value = value.encode()
-            elif not isinstance(value, bytes) or is_text:
-                raise ValueError(f"{field} must be {'str' if is_text else 'bytes'}")
+            elif kind is m.Blob and isinstance(value, memoryview):
+                value = value.cast("B")  # its length in bytes, whatever it views
+            elif kind is str or not isinstance(value, bytes):
+                raise ValueError(f"{field} must be {'str' if kind is str else 'bytes'}")
             parts += (LENGTH.pack(len(value)), value)
     except (ValueError, struct.error, OverflowError) as exc:
         raise LocalProtocolError(f"cannot encode {name}: {exc}") from None
@@ -166,10 +173,10 @@ def encode_parts(message: Message) -> list[bytes]:
     if size > cap:
         raise LocalProtocolError(f"{name} is {size} bytes, over the cap of {cap}")
     parts[0] = HEADER.pack(size, layout.wire_type)
-    pieces: list[bytes] = []
+    pieces: list[bytes | memoryview] = []
     start = 0  # the first part not yet in `pieces`
     for n, part in enumerate(parts):
-        if len(part) >= SEPARATE_VALUE:
+        if len(part) >= LARGE_VALUE:
             if n > start:
                 pieces.append(b"".join(parts[start:n]))
             pieces.append(part)
@@ -179,8 +186,10 @@ def encode_parts(message: Message) -> list[bytes]:
     return pieces
 
 
-def decode_body(wire_type: int, body: memoryview) -> Message:
-    """The message of type `wire_type` whose body is exactly `body`."""
+def decode_body(wire_type: int, body: memoryview, *, owned: bool = False) -> Message:
+    """The message of type `wire_type` whose body is exactly `body`. When the buffer under
+    `body` belongs to this message alone (`owned`), a `Blob` field of `LARGE_VALUE` bytes or
+    more is a read-only view of it, not a copy."""
     layout = _BY_TYPE.get(wire_type)
     if layout is None:
         raise RemoteProtocolError(f"unknown message type 0x{wire_type:02x}")
@@ -192,16 +201,21 @@ def decode_body(wire_type: int, body: memoryview) -> Message:
         kwargs = {field: _check(kind, value)
                   for (field, kind), value in zip(layout.fixed_fields, raw, strict=True)}
         offset = layout.fixed.size
-        for field, is_text in layout.variable_fields:
+        for field, kind in layout.variable_fields:
             if offset + LENGTH.size > len(body):
                 raise ValueError(f"{field} is cut off")
             (length,) = LENGTH.unpack_from(body, offset)
             offset += LENGTH.size
             if offset + length > len(body):
                 raise ValueError(f"{field} claims {length} bytes past the end")
-            chunk = bytes(body[offset:offset + length])
+            chunk = body[offset:offset + length]
             offset += length
-            kwargs[field] = chunk.decode() if is_text else chunk
+            if kind is str:
+                kwargs[field] = str(chunk, "utf-8")
+            elif kind is m.Blob and owned and length >= LARGE_VALUE:
+                kwargs[field] = chunk.toreadonly()
+            else:
+                kwargs[field] = bytes(chunk)
         if offset != len(body):
             raise ValueError(f"{len(body) - offset} bytes after the last field")
     except ValueError as exc:  # UnicodeDecodeError is a ValueError
