@@ -47,6 +47,10 @@ class NativeKernel:
                 "or set RA_CODEC=numpy"
             )
         self._layout: tuple[int, int, int] | None = None
+        # Row hashes for the motion search: the reference's, and the frame's being encoded,
+        # which become the reference's once it is (see `encode_tiles`).
+        self._rows: tuple[motion.RowHashes, motion.RowHashes] | None = None
+        self._searched = False
         self._indices = np.empty(0, np.uint32)
         self._modes = np.empty(0, np.uint8)
         self._data = np.empty(0, np.uint8)
@@ -57,7 +61,14 @@ class NativeKernel:
 
     def find_motion(self, cur: Frame, ref: Frame, tile: int,
                     first_diff: TileMap, min_tiles: int, min_run: int) -> Copies:
-        return motion.find_motion(cur, ref, tile, first_diff, min_tiles, min_run)
+        height = cur.shape[0]
+        if self._rows is None or self._rows[0].height != height:
+            self._rows = (motion.RowHashes(height), motion.RowHashes(height))
+        self._searched = False
+        copies = motion.find_motion(cur, ref, tile, first_diff, min_tiles, min_run,
+                                    *self._rows)
+        self._searched = True
+        return copies
 
     def apply_copies(self, fb: Frame, copies: Copies) -> None:
         motion.apply_copies(fb, copies)
@@ -76,6 +87,15 @@ class NativeKernel:
         count, used = delta.encode_tiles(
             cur, ref, tile, keyframe, first_diff, self._indices, self._modes, self._data
         )
+        # The reference is now this frame: the rows its search hashed are the reference's
+        # for the next search. Without a search this time, nothing is known of them.
+        if self._rows is not None:
+            ref_rows, cur_rows = self._rows
+            if self._searched:
+                self._rows = (cur_rows, ref_rows)
+            else:
+                ref_rows.forget()
+        self._searched = False
         return self._indices[:count], self._modes[:count], memoryview(self._data)[:used]  # type: ignore[arg-type]
 
     def apply_tiles(

@@ -34,6 +34,10 @@ matches, and the largest wins. Up to eight anchors are tried, one in each eighth
 box's rows from the middle out, until one explains half the box; none after three are
 found nowhere.
 
+A frame's row hashes are kept for the next search (`RowHashes`): once a frame is encoded the
+reference is that frame, so the reference's rows need not be hashed again over the same
+columns. A scroll then reads the reference once fewer.
+
 A line's hash is the sum modulo 2**32 of its pixels' colour words, each XOR a key for its
 position: XOR with a key is one-to-one, so two lines that differ in one pixel never collide,
 and swapped pixels meet different keys. It needs no multiply, which plain SSE2 lacks for
@@ -44,9 +48,9 @@ the same copies.
 """
 import numpy as np
 
-from libc.stdint cimport int32_t, uint8_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp, memmove
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from tiles cimport load_pixel
 
@@ -298,7 +302,105 @@ cdef bint changed_box(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref
     return True
 
 
+cdef struct RowCache:
+    # Row hashes of one frame over up to `entries` spans of columns: per entry its span
+    # (x0, x1; x0 < 0: unused), and per row its hash and whether it is known. `entries` 0:
+    # nothing kept.
+    Py_ssize_t entries
+    Py_ssize_t height
+    int64_t* spans
+    uint32_t* hashes
+    uint8_t* known
+
+
+cdef Py_ssize_t cached_span(const RowCache* cache, Py_ssize_t x0, Py_ssize_t x1) noexcept nogil:
+    """The entry that holds rows over columns x0..x1-1, or -1."""
+    cdef Py_ssize_t e
+    for e in range(cache.entries):
+        if cache.spans[2 * e] == x0 and cache.spans[2 * e + 1] == x1:
+            return e
+    return -1
+
+
+cdef void hash_rows_known(const uint8_t* frame, Py_ssize_t stride, const Py_ssize_t* box,
+                          const RowCache* cache, uint32_t* keys, uint32_t* out) noexcept nogil:
+    """The row hashes of the box, as `hash_lines` makes them, taking those the cache knows
+    and hashing the runs of rows it does not."""
+    cdef Py_ssize_t e = cached_span(cache, box[0], box[2]), y, start
+    cdef const uint32_t* hashes
+    cdef const uint8_t* known
+    if e < 0:
+        hash_lines(frame, stride, box[0], box[1], box[2], box[3], True, keys, out)
+        return
+    hashes = cache.hashes + e * cache.height
+    known = cache.known + e * cache.height
+    y = box[1]
+    while y < box[3]:
+        if known[y]:
+            out[y - box[1]] = hashes[y]
+            y += 1
+            continue
+        start = y
+        while y < box[3] and not known[y]:
+            y += 1
+        hash_lines(frame, stride, box[0], start, box[2], y, True, keys, out + start - box[1])
+
+
+cdef void keep_rows(RowCache* cache, const Py_ssize_t* box, const uint32_t* hashes) noexcept nogil:
+    """Remember the row hashes of the box, in the entry for its columns or a free one."""
+    cdef Py_ssize_t e = cached_span(cache, box[0], box[2]), height = cache.height
+    if e < 0:
+        for e in range(cache.entries):
+            if cache.spans[2 * e] < 0:
+                break
+        else:
+            return  # every entry holds other columns: this frame searched many spans
+        cache.spans[2 * e], cache.spans[2 * e + 1] = box[0], box[2]
+        memset(cache.known + e * height, 0, height)
+    memcpy(cache.hashes + e * height + box[1], hashes, (box[3] - box[1]) * sizeof(uint32_t))
+    memset(cache.known + e * height + box[1], 1, box[3] - box[1])
+
+
+cdef class RowHashes:
+    """Row hashes of a frame of `height` rows, kept from one search to the next.
+
+    `find_motion` fills one with the new frame's rows and reads the reference's from
+    another. After the frame is encoded, the reference is that frame, so the one just filled
+    describes the next search's reference; if a frame is encoded without a search, the
+    reference's must be forgotten.
+    """
+    cdef readonly Py_ssize_t height
+    cdef int64_t[:, ::1] spans
+    cdef uint32_t[:, ::1] hashes
+    cdef uint8_t[:, ::1] known
+
+    def __init__(self, Py_ssize_t height, Py_ssize_t entries=4):
+        if height < 1 or entries < 1:
+            raise ValueError("a row hash cache needs rows and entries")
+        self.height = height
+        self.spans = np.full((entries, 2), -1, np.int64)
+        self.hashes = np.zeros((entries, height), np.uint32)
+        self.known = np.zeros((entries, height), np.uint8)
+
+    def forget(self):
+        """Know nothing: every entry unused."""
+        self.spans[:, 0] = -1
+
+    cdef RowCache view(self) noexcept:
+        cdef RowCache cache
+        cache.entries = self.spans.shape[0]
+        cache.height = self.height
+        cache.spans = &self.spans[0, 0]
+        cache.hashes = &self.hashes[0, 0]
+        cache.known = &self.known[0, 0]
+        return cache
+
+
 cdef struct Scratch:
+    # The reference's rows as the last frame's search left them, and this frame's rows for
+    # the next search (`RowHashes`).
+    RowCache ref_rows
+    RowCache cur_rows
     uint32_t* keys
     uint32_t* hc
     uint32_t* hr
@@ -343,7 +445,11 @@ cdef Py_ssize_t search(const uint8_t* cur, const uint8_t* ref, Py_ssize_t stride
     if not strips_may_match(cur, ref, stride, box, by_rows, min_run, s):
         return 0
     hash_lines(cur, stride, box[0], box[1], box[2], box[3], by_rows, s.keys, s.hc)
-    hash_lines(ref, stride, box[0], box[1], box[2], box[3], by_rows, s.keys, s.hr)
+    if by_rows:
+        hash_rows_known(ref, stride, box, &s.ref_rows, s.keys, s.hr)
+        keep_rows(&s.cur_rows, box, s.hc)
+    else:
+        hash_lines(ref, stride, box[0], box[1], box[2], box[3], False, s.keys, s.hr)
     for i in range(2 * n):
         s.votes[i] = 0
     offset[0] = best_offset(s.hc, s.hr, n, &s.in_cur, &s.in_ref, s.votes)
@@ -702,7 +808,8 @@ cdef Py_ssize_t box_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1
 
 
 def find_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref, Py_ssize_t tile,
-                const int32_t[:, ::1] first_diff, Py_ssize_t min_tiles, Py_ssize_t min_run):
+                const int32_t[:, ::1] first_diff, Py_ssize_t min_tiles, Py_ssize_t min_run,
+                RowHashes ref_rows=None, RowHashes cur_rows=None):
     """Copy-rects (n, 6) int32 of (src_x, src_y, width, height, dst_x, dst_y), in the order
     to apply them, that turn `ref` into `cur` where content moved; (0, 6) when none.
 
@@ -710,6 +817,10 @@ def find_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref, Py_s
     the changes fall in several groups of touching dirty tiles (at least `min_tiles` each),
     each group is searched on its own, so that a scroll is found while a clock ticks or a
     video plays elsewhere; the answer that explains more pixels wins.
+
+    `ref_rows`, if given, holds row hashes of `ref` that need not be made again; `cur_rows`
+    is filled with the rows of `cur` this search hashed (`RowHashes`). Either must be as tall
+    as the frames. The copies are the same with or without them.
     """
     cdef Py_ssize_t height = cur.shape[0], width = cur.shape[1]
     if ref.shape[0] != height or ref.shape[1] != width or cur.shape[2] != 4 or ref.shape[2] != 4:
@@ -725,6 +836,15 @@ def find_motion(const uint8_t[:, :, ::1] cur, const uint8_t[:, :, ::1] ref, Py_s
     cdef Py_ssize_t side = max(height, width), i, start = 0, group = 0
     cdef Py_ssize_t explained = 0, area, group_explained = 0
     cdef Scratch s
+    s.ref_rows.entries = s.cur_rows.entries = 0
+    for rows in (ref_rows, cur_rows):
+        if rows is not None and rows.height != height:
+            raise ValueError(f"row hashes of {rows.height} rows for a frame of {height}")
+    if ref_rows is not None:
+        s.ref_rows = ref_rows.view()
+    if cur_rows is not None:
+        cur_rows.forget()
+        s.cur_rows = cur_rows.view()
     s.keys = <uint32_t*>malloc(side * sizeof(uint32_t))
     s.hc = <uint32_t*>malloc(side * sizeof(uint32_t))
     s.hr = <uint32_t*>malloc(side * sizeof(uint32_t))

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import codec_py
-from engine._native import motion
+from engine._native import motion, tiles
 from engine.codec import IMPLEMENTATIONS
 from engine.frame_format import COPY, HEADER, MOTION_MIN_RUN, VERSION
 
@@ -267,6 +267,58 @@ def test_scrolling_text_costs_far_less_with_motion():
     with_motion = sum(map(len, stream(frames, tile=32)))
     without = sum(map(len, stream(frames, tile=32, motion_search=False)))
     assert with_motion * 3 < without
+
+
+def test_row_hashes_kept_for_the_next_search_are_the_frames():
+    """What a search keeps of the new frame's rows is what hashing them gives, and handing
+    the reference's rows to the next search changes none of its copies."""
+    rng = np.random.default_rng(5)
+    page = text_like(rng, 300, 120)
+    ref, cur = page[0:200].copy(), page[18:218].copy()
+    tile = 16
+    first_diff = np.empty((200 // tile + 1, 120 // tile + 1), np.int32)
+    tiles.scan(cur, ref, tile, first_diff, 0, 0, first_diff.shape[1], first_diff.shape[0])
+    kept = motion.RowHashes(200)
+    copies = motion.find_motion(cur, ref, tile, first_diff, 4, MOTION_MIN_RUN, None, kept)
+    assert len(copies)
+    given = motion.RowHashes(200)
+    motion.find_motion(ref, page[36:236], tile, first_diff, 4, MOTION_MIN_RUN, None, given)
+    # `given` now holds rows of `ref` (it was the frame there): the same copies come out.
+    again = motion.find_motion(cur, ref, tile, first_diff, 4, MOTION_MIN_RUN, given, None)
+    np.testing.assert_array_equal(again, copies)
+    with pytest.raises(ValueError, match="row hashes of 200 rows for a frame of 100"):
+        motion.find_motion(cur[:100], ref[:100], tile, first_diff[:7], 4, MOTION_MIN_RUN,
+                           kept, None)
+
+
+def test_kept_row_hashes_are_forgotten_when_the_reference_changes_without_a_search():
+    """A blink (too small to search) and a keyframe change the reference between scrolls;
+    the encoder must not take the rows it kept from before them: native and numpy agree."""
+    rng = np.random.default_rng(9)
+    page = text_like(rng, 600, 160)
+    frames, offset = [], 0
+    for step in ("scroll", "scroll", "blink", "scroll", "scroll", "keyframe", "scroll"):
+        frame = page[offset:offset + 240].copy()
+        if step == "blink":
+            frame = frames[-1].copy()
+            frame[40:60, 20:28] = 0  # one tile: no search
+        elif step == "keyframe":
+            frame = np.ascontiguousarray(page[::-1][offset:offset + 240])
+        else:
+            offset += 18
+            frame = page[offset:offset + 240].copy()
+            if frames and step == "scroll" and frames[-1][40, 20, 0] == 0:
+                frame[40 - 18:60 - 18, 20:28] = 0  # the blink scrolls up with the text
+        frames.append(frame)
+    pairs = [(enc(tile_size=16), dec()) for enc, dec in IMPLEMENTATIONS.values()]
+    for n, frame in enumerate(frames):
+        sent = {enc.encode(frame, keyframe=n == 5) for enc, _ in pairs}
+        assert len(sent) == 1, f"frame {n}: native and numpy encoders disagree"
+        message = sent.pop()
+        for _, dec in pairs:
+            if message:
+                dec.decode(message)
+            np.testing.assert_array_equal(dec.framebuffer[..., :3], frame[..., :3])
 
 
 def test_small_changes_skip_the_search(monkeypatch):
