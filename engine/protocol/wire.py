@@ -90,6 +90,7 @@ _FORMATS: dict[type[Any], tuple[MessageType, str]] = {
 }
 
 
+# The field types that travel as u32 length + bytes, after the fixed-size fields.
 _VARIABLE = (str, bytes, m.Blob)
 
 
