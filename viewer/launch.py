@@ -10,6 +10,7 @@ import os
 import sys
 
 from engine import cli
+from engine.allocator import keep_freed_memory
 
 __all__ = ["main"]
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from viewer.novice import run_panel
 
+    keep_freed_memory()
     return run_panel(name=name, port=port)
 
 
