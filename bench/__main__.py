@@ -11,7 +11,6 @@ from typing import Any
 
 from bench import codec_bench, e2e_bench
 from bench.workloads import RESOLUTIONS, WORKLOADS
-from engine.allocator import keep_freed_memory
 from engine.codec import IMPLEMENTATIONS
 from engine.streamer import DEFAULT_MAX_FPS
 
@@ -100,7 +99,6 @@ def _run_e2e(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    keep_freed_memory()  # as ra-share and ra-view do: the e2e client is measured here
     parser = argparse.ArgumentParser(prog="ra-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     codec = commands.add_parser("codec", help="encode/decode speed and size per workload")

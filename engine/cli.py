@@ -53,7 +53,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
-from engine.allocator import keep_freed_memory
 from engine.capture import CaptureError, ScreenSource
 from engine.control import ControlState
 from engine.dirs import config_dir
@@ -600,7 +599,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    keep_freed_memory()
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))

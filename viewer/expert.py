@@ -37,7 +37,6 @@ from PyQt6.QtWidgets import (
 )
 
 from engine import headless
-from engine.allocator import keep_freed_memory
 from engine.channel import SessionError
 from engine.cli import CliError, default_name, read_secret_file
 from engine.client import Client, Viewer, ViewerEvents
@@ -460,7 +459,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.install_desktop:

@@ -10,7 +10,6 @@ import os
 import sys
 
 from engine import cli
-from engine.allocator import keep_freed_memory
 
 __all__ = ["main"]
 
@@ -31,7 +30,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from viewer.novice import run_panel
 
-    keep_freed_memory()
     return run_panel(name=name, port=port)
 
 
